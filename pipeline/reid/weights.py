@@ -17,9 +17,9 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
 
 from pipeline.reid.models import build_reid_model
 
@@ -42,7 +42,9 @@ def model_name(model: nn.Module) -> str:
     return name
 
 
-def save_reid_weights(model: nn.Module, path: Path, *, card: dict, half: bool = True) -> None:
+def save_reid_weights(
+    model: nn.Module, path: Path, *, card: dict, half: bool = True
+) -> None:
     """Write ``model``'s weights to ``path`` (.safetensors) and ``card`` to ``path``.json.
 
     Args:
@@ -63,7 +65,11 @@ def save_reid_weights(model: nn.Module, path: Path, *, card: dict, half: bool = 
         if half and value.is_floating_point():
             value = value.half()
         tensors[key] = value.contiguous().clone()
-    metadata = {"format": FORMAT, "model": name, "config": json.dumps(config, sort_keys=True)}
+    metadata = {
+        "format": FORMAT,
+        "model": name,
+        "config": json.dumps(config, sort_keys=True),
+    }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -92,7 +98,11 @@ def read_metadata(path: Path) -> dict[str, str]:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a safetensors file: {exc}") from exc
-    if metadata.get("format") != FORMAT or "model" not in metadata or "config" not in metadata:
+    if (
+        metadata.get("format") != FORMAT
+        or "model" not in metadata
+        or "config" not in metadata
+    ):
         raise ValueError(
             f"{path} is not an mtmc re-id weight file (metadata format "
             f"{metadata.get('format')!r}, expected {FORMAT!r}); save weights with "
@@ -132,7 +142,9 @@ def load_reid_model(path: Path, *, device: str = "cpu") -> tuple[nn.Module, dict
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit model {name!r} {config}: {exc}") from exc
+        raise ValueError(
+            f"{path}: weights do not fit model {name!r} {config}: {exc}"
+        ) from exc
     model.to(device).eval()
     card_path = path.with_suffix(".json")
     card: dict = {"model": name, "config": config}
