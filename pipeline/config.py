@@ -1,0 +1,234 @@
+"""Run configuration: strict YAML mapped onto frozen dataclasses.
+
+Only the composition root (``pipeline.runner``) reads configuration; components
+take keyword-only constructor arguments. Defaults live in code: a section's
+``params`` holds only what the YAML overrides, and those names are checked
+against the chosen component's constructor when the runner builds it
+(:func:`check_params`), so a typo fails before any frame is read.
+
+Relative paths in a config file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "CameraConfig",
+    "ComponentConfig",
+    "ReidConfig",
+    "AssociationConfig",
+    "OutputConfig",
+    "RunConfig",
+    "load_config",
+    "check_params",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or names something unknown."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera: ``id`` (unique name) and ``source`` (video file or image folder)."""
+
+    id: str
+    source: str
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A component chosen by ``name`` from its family dict, with constructor overrides."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReidConfig:
+    """Appearance embedding of detections and tracklets.
+
+    Attributes:
+        model: Key of ``REID_MODELS`` (informational; the weights file names its model).
+        weights: safetensors file written by ``mtmc reid train``.
+        batch_size: Crops per model call (all cameras of a tick share batches).
+        min_score: Detections below this score are not embedded (they still track by IoU).
+        min_height_px: Crops shorter than this are not embedded (too little detail).
+        enabled: False runs motion-only tracking and skips cross-camera association.
+    """
+
+    model: str = "hacnn"
+    weights: str = "weights/hacnn_cuhk.safetensors"
+    batch_size: int = 32
+    min_score: float = 0.4
+    min_height_px: float = 32.0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """Offline cross-camera association (see ``pipeline.association``)."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What a run writes besides ``trajectories.csv`` and ``summary.json``."""
+
+    mot: bool = True
+    plots: bool = True
+    save_video: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``mtmc run`` needs. Built by :func:`load_config`."""
+
+    cameras: tuple[CameraConfig, ...]
+    detector: ComponentConfig
+    tracker: ComponentConfig
+    reid: ReidConfig
+    tracklets: Mapping[str, Any]
+    association: AssociationConfig
+    output: OutputConfig
+    device: str = "cpu"
+    threads: int | None = None
+    source_file: str = "<dict>"
+
+
+_TOP_KEYS = {
+    "cameras", "detector", "tracker", "reid", "tracklets", "association", "output",
+    "device", "threads",
+}
+
+
+def _check_keys(section: str, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} in {section}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _mapping(value: Any, section: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {section} must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _dataclass_from(cls: type, data: Mapping[str, Any], section: str, where: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    _check_keys(section, data, names, where)
+    try:
+        return cls(**data)
+    except TypeError as exc:  # missing required field
+        raise ConfigError(f"{where}: {section}: {exc}") from None
+
+
+def _resolve(path: str, base: Path) -> str:
+    if "://" in path:  # stream URL, not a file
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _component(data: Any, section: str, default_name: str, where: str) -> ComponentConfig:
+    params = _mapping(data, section, where)
+    name = str(params.pop("name", default_name))
+    return ComponentConfig(name=name, params=params)
+
+
+def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> RunConfig:
+    """Build a :class:`RunConfig` from parsed YAML; ``where`` names the file in errors."""
+    data = _mapping(data, "the top level", where)
+    _check_keys("the top level", data, _TOP_KEYS, where)
+    raw_cameras = data.get("cameras")
+    if not raw_cameras or not isinstance(raw_cameras, list):
+        raise ConfigError(f"{where}: 'cameras' must be a non-empty list of {{id, source}}")
+    cameras = []
+    for i, raw in enumerate(raw_cameras):
+        cam = _dataclass_from(CameraConfig, _mapping(raw, f"cameras[{i}]", where),
+                              f"cameras[{i}]", where)
+        cameras.append(CameraConfig(id=str(cam.id), source=_resolve(str(cam.source), base_dir),
+                                    fps=cam.fps))
+    ids = [c.id for c in cameras]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: camera ids must be unique, got {ids}")
+
+    detector = _component(data.get("detector"), "detector", "yolo", where)
+    if "weights" in detector.params:
+        detector = ComponentConfig(
+            name=detector.name,
+            params={**detector.params, "weights": _resolve(str(detector.params["weights"]),
+                                                           base_dir)},
+        )
+    tracker = _component(data.get("tracker"), "tracker", "bytetrack", where)
+    reid = _dataclass_from(ReidConfig, _mapping(data.get("reid"), "reid", where), "reid", where)
+    reid = ReidConfig(**{**reid.__dict__, "weights": _resolve(reid.weights, base_dir)})
+    association = AssociationConfig(params=_mapping(data.get("association"), "association",
+                                                    where))
+    output = _dataclass_from(OutputConfig, _mapping(data.get("output"), "output", where),
+                             "output", where)
+    threads = data.get("threads")
+    return RunConfig(
+        cameras=tuple(cameras),
+        detector=detector,
+        tracker=tracker,
+        reid=reid,
+        tracklets=_mapping(data.get("tracklets"), "tracklets", where),
+        association=association,
+        output=output,
+        device=str(data.get("device", "cpu")),
+        threads=None if threads is None else int(threads),
+        source_file=where,
+    )
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a key is unknown (the
+            message names the key and the file), or a required field is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass a YAML file such as "
+                          "configs/sample.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return config_from_dict(data or {}, base_dir=path.resolve().parent, where=str(path))
+
+
+def check_params(target: Any, params: Mapping[str, Any], section: str, where: str) -> None:
+    """Fail if ``params`` names an argument that ``target``'s constructor does not take.
+
+    Args:
+        target: A class (or callable) whose keyword arguments the section configures.
+        params: The overrides from the config file.
+        section: Config section name, for the message.
+        where: Config file name, for the message.
+    """
+    signature = inspect.signature(target)
+    accepted = {
+        name for name, p in signature.parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name != "self"
+    }
+    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    _check_keys(section, params, accepted, where)
