@@ -1,0 +1,126 @@
+"""The ``mtmc`` command line.
+
+``mtmc run CONFIG --out DIR``      the pipeline on recorded footage
+``mtmc reid train|eval|export``    re-id model tools
+``mtmc eval mot|mtmc``             tracking metrics
+
+Library code raises; this module turns errors into one clear line on stderr
+and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+# ultralytics must never reach the network; set before anything imports it.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+__all__ = ["main"]
+
+logger = logging.getLogger("mtmc")
+
+# (group, command) -> module with add_arguments(parser) and main(args) -> int.
+_TOOLS = {
+    ("reid", "train"): ("pipeline.reid.train", "train a re-id model"),
+    ("reid", "eval"): ("pipeline.reid.evaluate", "evaluate re-id weights on a protocol"),
+    ("reid", "export"): ("pipeline.reid.export", "export re-id weights to ONNX/OpenVINO"),
+    ("eval", "mot"): ("pipeline.evaluation.mot", "MOT metrics (HOTA, IDF1, MOTA) of MOT files"),
+    ("eval", "mtmc"): ("pipeline.evaluation.mtmc", "multi-camera identity metrics of a CSV"),
+}
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the pipeline on the cameras of a config file")
+    p.add_argument("config", type=Path, help="YAML run config, e.g. configs/sample.yaml")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N ticks")
+    p.add_argument("--save-video", action="store_true", default=None,
+                   help="write an annotated video per camera")
+    p.add_argument("--device", default=None, help="cpu or cuda (overrides the config)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.runner import RunOptions, run
+
+    config = load_config(args.config)
+    summary = run(config, args.out, RunOptions(
+        max_frames=args.max_frames, save_video=args.save_video, device=args.device,
+        threads=args.threads, progress=not args.no_progress))
+    _print_summary(summary, args.out)
+    return 130 if summary["interrupted"] else 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    lines = [f"{'camera':<12}{'frames':>8}", "-" * 20]
+    lines += [f"{c['id']:<12}{c['frames']:>8}" for c in summary["cameras"]]
+    lines += [
+        "-" * 20,
+        f"tracklets {summary['tracklets']}, identities {summary['identities']} "
+        f"({summary['identities_multi_camera']} seen by 2+ cameras), rows {summary['rows']}",
+        f"{summary['camera_frames_per_s']} camera-frames/s; ms per camera-frame: "
+        + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_camera_frame"].items()),
+        f"outputs in {out}/ (trajectories.csv, summary.json)",
+    ]
+    print("\n".join(lines))
+
+
+def _add_tools(sub: argparse._SubParsersAction) -> None:
+    groups: dict[str, argparse._SubParsersAction] = {}
+    helps = {"reid": "re-identification models: train, eval, export",
+             "eval": "evaluate tracking output against ground truth"}
+    for (group, name), (module, help_text) in _TOOLS.items():
+        if group not in groups:
+            gp = sub.add_parser(group, help=helps[group])
+            groups[group] = gp.add_subparsers(dest=f"{group}_command", required=True)
+        p = groups[group].add_parser(name, help=help_text)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:  # a tool whose module is absent should not break `run`
+            p.set_defaults(handler=lambda _a, e=exc: _unavailable(e))
+            continue
+        mod.add_arguments(p)
+        p.set_defaults(handler=mod.main)
+
+
+def _unavailable(exc: Exception) -> int:
+    raise RuntimeError(f"this command is unavailable: {exc}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtmc", description="Multi-camera person tracking: footage in, trajectories out.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_tools(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("mtmc: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f"mtmc: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

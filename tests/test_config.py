@@ -1,0 +1,80 @@
+"""Strict configuration loading: unknown keys and bad values fail with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, check_params, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load_and_point_at_existing_files():
+    for name in ("sample.yaml", "pets09_s2l1.yaml"):
+        config = load_config(REPO / "configs" / name)
+        assert config.cameras
+        for camera in config.cameras:
+            assert Path(camera.source).exists(), camera.source
+        assert Path(config.detector.params["weights"]).exists()
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    path = _write(tmp_path, "cameras:\n  - {id: a, source: clips/a.mp4}\n")
+    config = load_config(path)
+    assert config.cameras[0].source == str(tmp_path / "clips" / "a.mp4")
+    assert config.reid.weights == str(tmp_path / "weights" / "hacnn_cuhk.safetensors")
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("cameras:\n  - {id: a, source: x.mp4}\nbogus: 1\n", "bogus"),
+        ("cameras:\n  - {id: a, source: x.mp4, fsp: 10}\n", "fsp"),
+        ("cameras:\n  - {id: a, source: x.mp4}\nreid: {wieghts: w}\n", "wieghts"),
+        ("cameras:\n  - {id: a, source: x.mp4}\noutput: {video: true}\n", "video"),
+    ],
+)
+def test_unknown_keys_name_the_key_and_the_file(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert repr(key) in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_component_parameter_is_reported():
+    class Component:
+        def __init__(self, *, alpha: float = 1.0) -> None:
+            self.alpha = alpha
+
+    check_params(Component, {"alpha": 2.0}, "tracker", "f.yaml")
+    with pytest.raises(ConfigError, match="'beta'.*tracker"):
+        check_params(Component, {"beta": 2.0}, "tracker", "f.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "non-empty list"),
+        ("cameras: []\n", "non-empty list"),
+        ("cameras:\n  - {id: a, source: x}\n  - {id: a, source: y}\n", "unique"),
+        ("cameras:\n  - {id: a}\n", "source"),
+        ("cameras: [\n", "not valid YAML"),
+    ],
+)
+def test_malformed_configs(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
