@@ -1,0 +1,79 @@
+"""Choosing a source type from a URI: ``SOURCES`` and ``open_source``."""
+
+from __future__ import annotations
+
+import configparser
+import logging
+from pathlib import Path
+
+from pipeline.sources.base import FrameSource
+from pipeline.sources.images import ImageFolderSource
+from pipeline.sources.video import VideoFileSource
+
+__all__ = ["SOURCES", "open_source"]
+
+logger = logging.getLogger(__name__)
+
+SOURCES: dict[str, type[FrameSource]] = {
+    "video": VideoFileSource,
+    "images": ImageFolderSource,
+}
+"""Source types by name; ``open_source`` picks one from what the URI points at."""
+
+_STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
+
+
+def open_source(*, camera_id: str, uri: str | Path, fps: float | None = None) -> FrameSource:
+    """Open the right source for ``uri``.
+
+    * an existing file -> ``VideoFileSource`` (``fps`` overrides the file's rate);
+    * an existing folder -> ``ImageFolderSource``; ``fps`` is required unless the
+      folder is a MOTChallenge ``img1/`` whose parent ``seqinfo.ini`` gives
+      ``frameRate``;
+    * ``rtsp://`` and other stream URLs -> ValueError (live streams are not supported
+      yet).
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        ValueError: Stream URL, or the file/folder cannot be used (see the sources).
+    """
+    text = str(uri)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in _STREAM_SCHEMES:
+        raise ValueError(
+            f"Camera {camera_id!r}: RTSP sources are not supported yet ({text}); live "
+            "streams are planned. Record the stream to a video file and use that path."
+        )
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Camera {camera_id!r}: source not found: {path}. Give a video file or a "
+            "folder of images."
+        )
+    if path.is_dir():
+        if fps is None:
+            fps = _seqinfo_fps(path)
+        if fps is None:
+            raise ValueError(
+                f"Camera {camera_id!r}: image folder {path} needs a frame rate; set fps for "
+                "this camera in the config."
+            )
+        return ImageFolderSource(camera_id=camera_id, path=path, fps=fps)
+    return VideoFileSource(camera_id=camera_id, path=path, fps=fps)
+
+
+def _seqinfo_fps(folder: Path) -> float | None:
+    """``frameRate`` from a MOTChallenge ``seqinfo.ini`` next to the image folder."""
+    for candidate in (folder.parent / "seqinfo.ini", folder / "seqinfo.ini"):
+        if not candidate.is_file():
+            continue
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(candidate)
+            rate = parser.getfloat("Sequence", "frameRate")
+        except (configparser.Error, ValueError):
+            logger.warning("Ignoring unreadable %s", candidate)
+            continue
+        logger.info("Using frameRate=%g from %s", rate, candidate)
+        return rate
+    return None
