@@ -128,7 +128,8 @@ class CameraSet:
     Attributes:
         sources: The cameras, in config order.
         max_frames: Tick-period limit passed to ``synchronise`` (None = no limit).
-        dropped: Per camera id, frames dropped (superseded by a newer frame due at the same tick) in the last iteration.
+        dropped: Per camera id, frames dropped in the last iteration (superseded by a
+            newer frame due at the same tick).
     """
 
     def __init__(self, *, sources: Sequence[FrameSource], max_frames: int | None = None) -> None:
