@@ -1,0 +1,331 @@
+"""ByteTrack-class per-camera tracker with optional appearance.
+
+One instance tracks one camera. It is a pure object: ``update(detections) ->
+Tracks`` once per frame, ``reset()`` between sources; no I/O, no models. Embeddings,
+when present, arrive on the ``Detections``.
+
+Association per frame (ByteTrack, with appearance in the first stage):
+
+1. high-score detections vs confirmed tracked + lost tracks: score-fused IoU, fused
+   with appearance (``costs.fuse_motion_appearance``) when embeddings are present;
+2. low-score detections vs the still unmatched *tracked* tracks: IoU only (weak
+   detections are often occluded people whose crops would poison the appearance);
+3. unconfirmed (tentative) tracks vs the remaining high-score detections;
+4. new tentative tracks from the remaining detections scoring >= ``new_track_thresh``;
+5. tracks unmatched for more than ``max_lost_frames`` frames are removed.
+
+Track ids are assigned when a track is confirmed, from a counter owned by the
+instance, so two cameras never share ids state and the ids a camera outputs are
+1, 2, 3, ... without gaps.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from pipeline.geometry import iou_matrix, linear_assignment, xyah_to_xyxy, xyxy_to_xyah
+from pipeline.tracking.costs import (
+    FUSION_MODES,
+    embedding_distance,
+    fuse_motion_appearance,
+    fuse_score,
+    iou_distance,
+)
+from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis
+from pipeline.types import Detections, Tracks
+
+__all__ = ["TrackState", "ByteTracker", "TRACKERS", "build_tracker"]
+
+
+class TrackState(Enum):
+    TENTATIVE = 0  # not yet confirmed; removed on its first miss
+    TRACKED = 1
+    LOST = 2
+
+
+class _Track:
+    """Internal per-track record (never leaves the tracker)."""
+
+    __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "start_frame", "embedding")
+
+    def __init__(self, xyah: np.ndarray, frame: int, embedding: np.ndarray | None) -> None:
+        self.kf = BoxKalmanFilter(xyah=xyah)
+        self.state = TrackState.TENTATIVE
+        self.track_id = 0
+        self.hits = 1
+        self.last_frame = frame
+        self.start_frame = frame
+        self.embedding = embedding
+
+    def update_embedding(self, embedding: np.ndarray, alpha: float) -> None:
+        if self.embedding is None or self.embedding.shape != embedding.shape:
+            self.embedding = embedding.astype(np.float32, copy=True)
+            return
+        e = alpha * self.embedding + (1.0 - alpha) * embedding
+        self.embedding = e / max(float(np.linalg.norm(e)), 1e-12)
+
+
+class ByteTracker:
+    """ByteTrack two-stage association with an appearance-aware first stage.
+
+    Args:
+        high_thresh: Detections scoring >= this enter the first association.
+        low_thresh: Detections scoring in [low_thresh, high_thresh) enter the second.
+        new_track_thresh: Unmatched high detections scoring >= this start a track.
+        match_thresh: Max fused cost accepted in the first association.
+        second_match_thresh: Max ``1 - IoU`` accepted for low-score detections.
+        unconfirmed_match_thresh: Max cost accepted for tentative tracks.
+        max_lost_frames: Frames a lost track is kept for re-acquisition.
+        min_hits: Consecutive matches that confirm a track (1 = confirm at birth).
+        activate_first_frame: Confirm tracks born on the very first frame at once
+            (a video that starts mid-scene has people on it already).
+        min_iou: Overlap for a pair to be allowed on motion alone (first stage).
+        appearance_weight: Weight of appearance in the fused first-stage cost.
+        appearance_thresh: Cosine distance under which a pair looks alike; pairs
+            without overlap are allowed only when inside the Kalman gate and alike.
+        fusion: "weighted" or "min", see ``costs.fuse_motion_appearance``.
+        ema_alpha: Momentum of a track's appearance (``e = a * e + (1 - a) * new``).
+        duplicate_iou: A lost track overlapping a tracked one above this is dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        high_thresh: float = 0.6,
+        low_thresh: float = 0.1,
+        new_track_thresh: float = 0.7,
+        match_thresh: float = 0.8,
+        second_match_thresh: float = 0.5,
+        unconfirmed_match_thresh: float = 0.7,
+        max_lost_frames: int = 30,
+        min_hits: int = 2,
+        activate_first_frame: bool = True,
+        min_iou: float = 0.1,
+        appearance_weight: float = 0.5,
+        appearance_thresh: float = 0.25,
+        fusion: str = "weighted",
+        ema_alpha: float = 0.9,
+        duplicate_iou: float = 0.85,
+    ) -> None:
+        if not 0.0 <= low_thresh <= high_thresh <= 1.0:
+            raise ValueError(
+                f"need 0 <= low_thresh <= high_thresh <= 1, got {low_thresh}, {high_thresh}"
+            )
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSION_MODES}")
+        if min_hits < 1 or max_lost_frames < 0:
+            raise ValueError("min_hits must be >= 1 and max_lost_frames >= 0")
+        self.high_thresh = float(high_thresh)
+        self.low_thresh = float(low_thresh)
+        self.new_track_thresh = float(new_track_thresh)
+        self.match_thresh = float(match_thresh)
+        self.second_match_thresh = float(second_match_thresh)
+        self.unconfirmed_match_thresh = float(unconfirmed_match_thresh)
+        self.max_lost_frames = int(max_lost_frames)
+        self.min_hits = int(min_hits)
+        self.activate_first_frame = bool(activate_first_frame)
+        self.min_iou = float(min_iou)
+        self.appearance_weight = float(appearance_weight)
+        self.appearance_thresh = float(appearance_thresh)
+        self.fusion = fusion
+        self.ema_alpha = float(ema_alpha)
+        self.duplicate_iou = float(duplicate_iou)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks and restart ids at 1."""
+        self._tracks: list[_Track] = []
+        self._frame = 0
+        self._next_id = 1
+
+    @property
+    def frame_count(self) -> int:
+        """Number of ``update`` calls since construction or ``reset``."""
+        return self._frame
+
+    @property
+    def num_tracks(self) -> int:
+        """Tracks currently held (tentative, tracked and lost)."""
+        return len(self._tracks)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _confirm(self, track: _Track) -> None:
+        track.state = TrackState.TRACKED
+        if track.track_id == 0:
+            track.track_id = self._next_id
+            self._next_id += 1
+
+    def _apply(self, track: _Track, xyah: np.ndarray, emb: np.ndarray | None) -> None:
+        track.kf.update(xyah)
+        track.last_frame = self._frame
+        if emb is not None:
+            track.update_embedding(emb, self.ema_alpha)
+
+    @staticmethod
+    def _boxes(tracks: list[_Track]) -> np.ndarray:
+        if not tracks:
+            return np.zeros((0, 4), np.float32)
+        return xyah_to_xyxy(np.stack([t.kf.mean[:4] for t in tracks]))
+
+    def _first_stage_cost(
+        self, pool: list[_Track], dets: Detections, det_xyah: np.ndarray
+    ) -> np.ndarray:
+        iou = iou_matrix(self._boxes(pool), dets.xyxy)
+        motion = fuse_score(1.0 - iou, dets.score)
+        have_emb = [t.embedding is not None for t in pool]
+        if not dets.has_embedding or not any(have_emb):
+            return motion
+        dim = dets.embedding.shape[1]
+        track_emb = np.zeros((len(pool), dim), np.float32)
+        for i, t in enumerate(pool):
+            if t.embedding is not None and t.embedding.shape[0] == dim:
+                track_emb[i] = t.embedding
+        app = embedding_distance(track_emb, dets.embedding)
+        # A track without a usable vector must not be judged on appearance.
+        app[~np.array(have_emb)] = 0.5
+        projected = [t.kf.project() for t in pool]
+        d2 = squared_mahalanobis(
+            np.stack([m for m, _ in projected]), np.stack([c for _, c in projected]), det_xyah
+        )
+        return fuse_motion_appearance(
+            motion,
+            app,
+            iou=iou,
+            squared_mahalanobis=d2,
+            min_iou=self.min_iou,
+            gate_threshold=CHI2_95[4],
+            appearance_weight=self.appearance_weight,
+            appearance_thresh=self.appearance_thresh,
+            mode=self.fusion,
+        )
+
+    # -- the frame step --------------------------------------------------------------
+
+    def update(self, detections: Detections) -> Tracks:
+        """Advance one frame.
+
+        Args:
+            detections: This frame's detections (xyxy pixels, scores, optional
+                L2-normalised embeddings; (N, 0) embeddings = plain ByteTrack).
+
+        Returns:
+            The confirmed tracks matched in this frame, sorted by id; ``xyxy``/``score``
+            are the matched detection's, ``det_index`` its row in ``detections``.
+        """
+        self._frame += 1
+        frame = self._frame
+        det_xyah = xyxy_to_xyah(detections.xyxy)
+        emb = detections.embedding if detections.has_embedding else None
+        matched: dict[int, _Track] = {}  # detection row -> track
+
+        for t in self._tracks:
+            t.kf.predict(freeze_height_velocity=t.state is TrackState.LOST)
+
+        tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
+        pool = [t for t in self._tracks if t.state is not TrackState.TENTATIVE]
+        score = detections.score
+        high = np.flatnonzero(score >= self.high_thresh)
+        low = np.flatnonzero((score >= self.low_thresh) & (score < self.high_thresh))
+
+        # Stage 1: high detections vs confirmed (tracked + lost) tracks.
+        cost = self._first_stage_cost(pool, detections[high], det_xyah[high])
+        pairs, rest_t, rest_d = linear_assignment(cost, self.match_thresh)
+        for i, j in pairs:
+            d = int(high[j])
+            self._apply(pool[i], det_xyah[d], None if emb is None else emb[d])
+            pool[i].state = TrackState.TRACKED
+            matched[d] = pool[i]
+        high = high[rest_d]
+
+        # Stage 2: low detections vs tracks that were being tracked, IoU only.
+        remaining = [pool[i] for i in rest_t if pool[i].state is TrackState.TRACKED]
+        cost = iou_distance(self._boxes(remaining), detections.xyxy[low])
+        pairs, rest_t2, _ = linear_assignment(cost, self.second_match_thresh)
+        for i, j in pairs:
+            d = int(low[j])
+            self._apply(remaining[i], det_xyah[d], None)  # weak crops: keep appearance
+            matched[d] = remaining[i]
+        for i in rest_t2:
+            remaining[i].state = TrackState.LOST
+
+        # Stage 3: tentative tracks vs the remaining high detections.
+        cost = fuse_score(iou_distance(self._boxes(tentative), detections.xyxy[high]),
+                          score[high])
+        pairs, rest_t3, rest_d3 = linear_assignment(cost, self.unconfirmed_match_thresh)
+        removed: set[int] = {id(tentative[i]) for i in rest_t3}
+        for i, j in pairs:
+            t, d = tentative[i], int(high[j])
+            self._apply(t, det_xyah[d], None if emb is None else emb[d])
+            t.hits += 1
+            if t.hits >= self.min_hits:
+                self._confirm(t)
+            matched[d] = t
+        high = high[rest_d3]
+
+        # Stage 4: births.
+        born: list[_Track] = []
+        for d in high[score[high] >= self.new_track_thresh]:
+            d = int(d)
+            t = _Track(det_xyah[d], frame, None if emb is None else emb[d].copy())
+            if self.min_hits <= 1 or (frame == 1 and self.activate_first_frame):
+                self._confirm(t)
+            born.append(t)
+            matched[d] = t
+
+        # Stage 5: housekeeping.
+        kept = [
+            t
+            for t in self._tracks
+            if id(t) not in removed
+            and not (t.state is TrackState.LOST and frame - t.last_frame > self.max_lost_frames)
+        ]
+        self._tracks = self._drop_duplicate_lost(kept) + born
+        return self._output(detections, matched)
+
+    def _drop_duplicate_lost(self, tracks: list[_Track]) -> list[_Track]:
+        """Drop lost tracks whose prediction sits on a tracked one: they are stale
+        copies and would otherwise compete for that person's next detection."""
+        lost = [t for t in tracks if t.state is TrackState.LOST]
+        active = [t for t in tracks if t.state is TrackState.TRACKED]
+        if not lost or not active:
+            return tracks
+        overlap = iou_matrix(self._boxes(lost), self._boxes(active)).max(axis=1)
+        stale = {id(t) for t, o in zip(lost, overlap, strict=True) if o > self.duplicate_iou}
+        return [t for t in tracks if id(t) not in stale]
+
+    def _output(self, detections: Detections, matched: dict[int, _Track]) -> Tracks:
+        rows = sorted(
+            (t.track_id, d) for d, t in matched.items() if t.state is TrackState.TRACKED
+        )
+        if not rows:
+            return Tracks.empty()
+        ids = np.array([r[0] for r in rows], np.int64)
+        det_index = np.array([r[1] for r in rows], np.int64)
+        return Tracks(
+            track_id=ids,
+            xyxy=detections.xyxy[det_index],
+            score=detections.score[det_index],
+            det_index=det_index,
+            embedding=detections.embedding[det_index],
+        )
+
+
+TRACKERS: dict[str, type[ByteTracker]] = {"bytetrack": ByteTracker}
+
+
+def build_tracker(name: str, **kwargs: object) -> ByteTracker:
+    """Construct a registered tracker by name with keyword arguments.
+
+    Raises:
+        KeyError: ``name`` is not in ``TRACKERS`` (the message lists the choices).
+    """
+    try:
+        cls = TRACKERS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown tracker {name!r}; choose one of {sorted(TRACKERS)}"
+        ) from None
+    return cls(**kwargs)  # type: ignore[arg-type]
