@@ -87,9 +87,13 @@ def evaluate_rank(
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
     n_q, n_g = distmat.shape
     if q_pids.shape != (n_q,) or q_camids.shape != (n_q,):
-        raise ValueError(f"query ids/cameras must be ({n_q},), got {q_pids.shape}/{q_camids.shape}")
+        raise ValueError(
+            f"query ids/cameras must be ({n_q},), got {q_pids.shape}/{q_camids.shape}"
+        )
     if g_pids.shape != (n_g,) or g_camids.shape != (n_g,):
-        raise ValueError(f"gallery ids/cameras must be ({n_g},), got {g_pids.shape}/{g_camids.shape}")
+        raise ValueError(
+            f"gallery ids/cameras must be ({n_g},), got {g_pids.shape}/{g_camids.shape}"
+        )
 
     order = np.argsort(distmat, axis=1, kind="stable")
     same_pid = g_pids[order] == q_pids[:, None]
