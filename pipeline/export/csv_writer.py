@@ -1,0 +1,312 @@
+"""Trajectory CSV: one row per camera, frame and tracked person.
+
+Schema (header written once, comma separated, UTF-8, ``\\n`` line ends)::
+
+    camera,frame,timestamp_s,global_id,track_id,x1,y1,x2,y2,score
+
+| column | type | meaning |
+|---|---|---|
+| ``camera`` | str | camera id from the config (CSV-quoted if it holds a comma) |
+| ``frame`` | int | 0-based frame index in that camera's source |
+| ``timestamp_s`` | float, 4 decimals | seconds from the start of that camera's source |
+| ``global_id`` | int | cross-camera identity (1, 2, ...); ``-1`` = not associated (yet) |
+| ``track_id`` | int | per-camera track id (unique within a camera) |
+| ``x1,y1,x2,y2`` | float, 2 decimals | box in that camera's image pixels (top-left, bottom-right) |
+| ``score`` | float, 4 decimals | detector confidence of the box |
+
+Rows are written in the order they are produced (by tick, then camera). The writer
+is incremental: rows are buffered and appended with ONE write of complete lines
+every ``flush_rows`` rows, every ``flush_s`` seconds (checked when rows arrive) and
+on close, so the file is readable while a run goes on and a crash leaves only whole
+rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from pipeline.types import Tracks
+
+__all__ = [
+    "CSV_COLUMNS",
+    "TrajectoryCsvWriter",
+    "Trajectories",
+    "read_trajectories",
+    "rewrite_global_ids",
+]
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "camera", "frame", "timestamp_s", "global_id", "track_id", "x1", "y1", "x2", "y2", "score",
+)
+_HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def _format_rows(
+    camera: str,
+    frame: int,
+    timestamp_s: float,
+    global_ids: np.ndarray,
+    track_ids: np.ndarray,
+    xyxy: np.ndarray,
+    score: np.ndarray,
+) -> list[str]:
+    buffer = io.StringIO()
+    camera_text = camera
+    if any(c in camera for c in ',"\n\r'):
+        csv.writer(buffer, lineterminator="").writerow([camera])
+        camera_text = buffer.getvalue()
+    lines = []
+    for g, t, (x1, y1, x2, y2), s in zip(global_ids, track_ids, xyxy, score, strict=True):
+        lines.append(
+            f"{camera_text},{frame},{timestamp_s:.4f},{int(g)},{int(t)},"
+            f"{x1:.2f},{y1:.2f},{x2:.2f},{y2:.2f},{s:.4f}\n"
+        )
+    return lines
+
+
+class TrajectoryCsvWriter:
+    """Append trajectory rows to a CSV file incrementally (see the module docstring).
+
+    Example:
+        >>> with TrajectoryCsvWriter(out / "tracks_local.csv") as writer:
+        ...     writer.write(camera="cam1", frame=0, timestamp_s=0.0, tracks=tracks)
+    """
+
+    def __init__(self, path: Path | str, *, flush_rows: int = 256, flush_s: float = 2.0) -> None:
+        """Create (truncate) the file and write the header.
+
+        Args:
+            path: Output CSV; parent folders are created.
+            flush_rows: Append buffered rows once this many are waiting.
+            flush_s: Append buffered rows when the last append is this many seconds
+                old (checked whenever rows are written).
+        """
+        if flush_rows < 1 or flush_s < 0:
+            raise ValueError(
+                f"flush_rows must be >= 1 and flush_s >= 0, got {flush_rows}, {flush_s}"
+            )
+        self.path = Path(path)
+        self.flush_rows = int(flush_rows)
+        self.flush_s = float(flush_s)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Unbuffered binary: each flush is one os-level write of whole lines.
+        self._file: io.RawIOBase | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+        self._write_text(_HEADER)
+
+    def write(
+        self,
+        *,
+        camera: str,
+        frame: int,
+        timestamp_s: float,
+        tracks: Tracks,
+        global_ids: Sequence[int] | np.ndarray | None = None,
+    ) -> int:
+        """Queue one row per track of one camera frame.
+
+        Args:
+            camera: Camera id.
+            frame: 0-based frame index.
+            timestamp_s: Frame timestamp, seconds.
+            tracks: The frame's tracks (ids, xyxy pixel boxes, scores).
+            global_ids: (N,) global id per track row, or None for all ``-1``.
+
+        Returns:
+            Number of rows queued.
+        """
+        n = len(tracks)
+        if global_ids is None:
+            gids = np.full(n, -1, np.int64)
+        else:
+            gids = np.asarray(global_ids, np.int64).reshape(-1)
+            if gids.shape[0] != n:
+                raise ValueError(f"global_ids has {gids.shape[0]} entries for {n} tracks")
+        ids, xyxy, score = tracks.track_id, tracks.xyxy, tracks.score
+        self._queue(_format_rows(camera, frame, timestamp_s, gids, ids, xyxy, score))
+        return n
+
+    def write_rows(self, rows: Iterable[Sequence[object]]) -> int:
+        """Queue raw rows ``(camera, frame, timestamp_s, global_id, track_id, x1, y1, x2,
+        y2, score)``; returns how many."""
+        lines: list[str] = []
+        for row in rows:
+            camera, frame, ts, g, t, x1, y1, x2, y2, s = row
+            lines += _format_rows(
+                str(camera), int(frame), float(ts), np.array([g]), np.array([t]),
+                np.array([[x1, y1, x2, y2]], np.float64), np.array([s], np.float64),
+            )
+        self._queue(lines)
+        return len(lines)
+
+    def _queue(self, lines: list[str]) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.path}: writer is closed")
+        self._pending += lines
+        stale = time.monotonic() - self._last_flush >= self.flush_s
+        if len(self._pending) >= self.flush_rows or (stale and self._pending):
+            self.flush()
+
+    def flush(self) -> None:
+        """Append every queued row now (one write of whole lines)."""
+        if self._file is None or not self._pending:
+            self._last_flush = time.monotonic()
+            return
+        lines, self._pending = self._pending, []
+        self._write_text("".join(lines))
+        self.rows_written += len(lines)
+        self._last_flush = time.monotonic()
+
+    def _write_text(self, text: str) -> None:
+        assert self._file is not None
+        data = memoryview(text.encode("utf-8"))
+        while data:  # raw writes may be partial (e.g. signals); finish the batch
+            written = self._file.write(data)
+            data = data[written or 0 :]
+
+    def close(self) -> None:
+        """Flush and close (safe to call twice)."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> TrajectoryCsvWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass(eq=False)
+class Trajectories:
+    """The rows of a trajectory CSV as columns (row i of every array is one CSV row).
+
+    Attributes:
+        camera: (N,) str camera ids (object array).
+        frame: int64 (N,) 0-based frame indices.
+        timestamp_s: float64 (N,) seconds.
+        global_id: int64 (N,) identities (-1 = unknown).
+        track_id: int64 (N,) per-camera track ids.
+        xyxy: float32 (N, 4) pixel boxes.
+        score: float32 (N,) detector confidences.
+    """
+
+    camera: np.ndarray
+    frame: np.ndarray
+    timestamp_s: np.ndarray
+    global_id: np.ndarray
+    track_id: np.ndarray
+    xyxy: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.frame.shape[0])
+
+    @property
+    def cameras(self) -> list[str]:
+        """Camera ids in order of first appearance."""
+        return list(dict.fromkeys(self.camera.tolist()))
+
+    def select(self, mask: np.ndarray) -> Trajectories:
+        """Rows where the boolean ``mask`` (N,) is True."""
+        return Trajectories(
+            camera=self.camera[mask], frame=self.frame[mask], timestamp_s=self.timestamp_s[mask],
+            global_id=self.global_id[mask], track_id=self.track_id[mask], xyxy=self.xyxy[mask],
+            score=self.score[mask],
+        )
+
+
+def read_trajectories(path: Path | str) -> Trajectories:
+    """Read a trajectory CSV written by ``TrajectoryCsvWriter``.
+
+    A file being written may be read at any time. Raises ValueError (naming the file
+    and line) on a wrong header or a malformed row, FileNotFoundError if missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Trajectory CSV not found: {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header) != CSV_COLUMNS:
+            raise ValueError(
+                f"{path}: not a trajectory CSV (header {header!r}, expected "
+                f"{','.join(CSV_COLUMNS)})"
+            )
+        cameras: list[str] = []
+        numbers: list[list[float]] = []
+        for line_no, row in enumerate(reader, start=2):
+            if len(row) != len(CSV_COLUMNS):
+                raise ValueError(
+                    f"{path}:{line_no}: expected {len(CSV_COLUMNS)} fields, got {row!r}"
+                )
+            try:
+                numbers.append([float(v) for v in row[1:]])
+            except ValueError as error:
+                raise ValueError(f"{path}:{line_no}: {error}") from None
+            cameras.append(row[0])
+    values = np.asarray(numbers, np.float64).reshape(-1, len(CSV_COLUMNS) - 1)
+    return Trajectories(
+        camera=np.asarray(cameras, dtype=object),
+        frame=values[:, 0].astype(np.int64),
+        timestamp_s=values[:, 1],
+        global_id=values[:, 2].astype(np.int64),
+        track_id=values[:, 3].astype(np.int64),
+        xyxy=values[:, 4:8].astype(np.float32),
+        score=values[:, 8].astype(np.float32),
+    )
+
+
+def rewrite_global_ids(
+    source: Path | str, destination: Path | str, global_of: Mapping[tuple[str, int], int]
+) -> int:
+    """Copy a trajectory CSV, filling ``global_id`` from ``(camera, track_id)``.
+
+    Streams line by line (memory does not grow with the file); tracks missing from
+    ``global_of`` get ``-1``. The destination is written to a temporary name and
+    renamed, so it is either complete or absent.
+
+    Returns:
+        Number of data rows written.
+    """
+    source, destination = Path(source), Path(destination)
+    temporary = destination.with_name(destination.name + ".part")
+    rows = 0
+    with open(source, newline="", encoding="utf-8") as src, open(
+        temporary, "w", newline="", encoding="utf-8"
+    ) as dst:
+        reader = csv.reader(src)
+        header = next(reader, None)
+        if header is None or tuple(header) != CSV_COLUMNS:
+            raise ValueError(f"{source}: not a trajectory CSV (header {header!r})")
+        writer = csv.writer(dst, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in reader:
+            row[3] = str(global_of.get((row[0], int(row[4])), -1))
+            writer.writerow(row)
+            rows += 1
+    os.replace(temporary, destination)
+    return rows
