@@ -57,9 +57,14 @@ class _Track:
         self.hits = 1
         self.last_frame = frame
         self.start_frame = frame
-        self.embedding = embedding
+        self.embedding = None
+        if embedding is not None:
+            self.update_embedding(embedding, 0.0)
 
     def update_embedding(self, embedding: np.ndarray, alpha: float) -> None:
+        # An all-zero row means "this detection was not embedded": no evidence.
+        if not np.any(embedding):
+            return
         if self.embedding is None or self.embedding.shape != embedding.shape:
             self.embedding = embedding.astype(np.float32, copy=True)
             return
@@ -184,13 +189,14 @@ class ByteTracker:
             if t.embedding is not None and t.embedding.shape[0] == dim:
                 track_emb[i] = t.embedding
         app = embedding_distance(track_emb, dets.embedding)
-        # A track without a usable vector must not be judged on appearance.
-        app[~np.array(have_emb)] = 0.5
+        # A pair where either side has no vector (track never embedded, detection not
+        # embedded = zero row) is judged on motion alone.
+        no_appearance = ~np.array(have_emb)[:, None] | ~np.any(dets.embedding, axis=1)[None, :]
         projected = [t.kf.project() for t in pool]
         d2 = squared_mahalanobis(
             np.stack([m for m, _ in projected]), np.stack([c for _, c in projected]), det_xyah
         )
-        return fuse_motion_appearance(
+        fused = fuse_motion_appearance(
             motion,
             app,
             iou=iou,
@@ -201,6 +207,8 @@ class ByteTracker:
             appearance_thresh=self.appearance_thresh,
             mode=self.fusion,
         )
+        motion_only = np.where(iou >= self.min_iou, motion, np.inf)
+        return np.where(no_appearance, motion_only, fused).astype(np.float32)
 
     # -- the frame step --------------------------------------------------------------
 

@@ -179,7 +179,8 @@ class TrackletBuilder:
             acc.times.append(float(timestamp_s))
             acc.boxes.append(tracks.xyxy[row])
             acc.last_time = float(timestamp_s)
-            if has_emb:
+            # Zero rows are detections the runner chose not to embed: no evidence.
+            if has_emb and np.any(tracks.embedding[row]):
                 item = (float(quality[row]), next(self._seq), tracks.embedding[row].copy())
                 if len(acc.heap) < self.max_embeddings:
                     heapq.heappush(acc.heap, item)
