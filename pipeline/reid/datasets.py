@@ -30,9 +30,7 @@ Sample = tuple[Path, int, int]
 """(image path, person id, camera id)."""
 
 _CUHK_RE = re.compile(r"^(\d+)_c(\d+)_(\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
-_MARKET_RE = re.compile(
-    r"^(-?\d+)_c(\d+)(?:s\d+)?_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE
-)
+_MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+)?_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -80,9 +78,7 @@ def read_cuhk_folder(folder: Path) -> list[Sample]:
         if match:
             samples.append((path, int(match.group(1)), int(match.group(2))))
     if not samples:
-        raise ValueError(
-            f"{folder}: no images named PPPP_cC_KK.jpg (person_camera_index)"
-        )
+        raise ValueError(f"{folder}: no images named PPPP_cC_KK.jpg (person_camera_index)")
     return samples
 
 
@@ -99,9 +95,7 @@ def read_market_folder(folder: Path, *, drop_distractors: bool) -> list[Sample]:
             continue
         samples.append((path, pid, int(match.group(2))))
     if not samples:
-        raise ValueError(
-            f"{folder}: no images named PPPP_cCsS_FFFFFF_NN.jpg (Market-1501)"
-        )
+        raise ValueError(f"{folder}: no images named PPPP_cCsS_FFFFFF_NN.jpg (Market-1501)")
     return samples
 
 
@@ -145,9 +139,7 @@ def cuhk01_protocol(root: Path, *, reverse: bool = False) -> ReidSplit:
 def market1501_protocol(root: Path) -> ReidSplit:
     """Standard Market-1501 split from ``root`` (the folder with bounding_box_train/)."""
     root = Path(root)
-    train = relabel(
-        [read_market_folder(root / "bounding_box_train", drop_distractors=True)]
-    )
+    train = relabel([read_market_folder(root / "bounding_box_train", drop_distractors=True)])
     return ReidSplit(
         name="market1501",
         train=train,
@@ -187,9 +179,7 @@ def load_protocol(name: str, root: Path) -> ReidSplit:
         factory = PROTOCOLS[name]
     except KeyError:
         choices = ", ".join(sorted(PROTOCOLS))
-        raise ValueError(
-            f"unknown re-id protocol {name!r}; choose one of: {choices}"
-        ) from None
+        raise ValueError(f"unknown re-id protocol {name!r}; choose one of: {choices}") from None
     return factory(Path(root))
 
 
@@ -221,9 +211,7 @@ def load_image_array(
         key.update(str(Path(path).stat().st_size).encode())
     cache = None
     if cache_dir is not None:
-        cache = (
-            Path(cache_dir) / f"reid_images_{hw[0]}x{hw[1]}_{key.hexdigest()[:16]}.npz"
-        )
+        cache = Path(cache_dir) / f"reid_images_{hw[0]}x{hw[1]}_{key.hexdigest()[:16]}.npz"
         if cache.is_file():
             with np.load(cache) as data:
                 images = data["images"]

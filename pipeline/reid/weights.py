@@ -42,9 +42,7 @@ def model_name(model: nn.Module) -> str:
     return name
 
 
-def save_reid_weights(
-    model: nn.Module, path: Path, *, card: dict, half: bool = True
-) -> None:
+def save_reid_weights(model: nn.Module, path: Path, *, card: dict, half: bool = True) -> None:
     """Write ``model``'s weights to ``path`` (.safetensors) and ``card`` to ``path``.json.
 
     Args:
@@ -72,6 +70,7 @@ def save_reid_weights(
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors creates 0600 files; weights are meant to be shared
     tmp.replace(path)
     full_card = {"model": name, "config": config, **card}
     card_tmp = path.with_name(path.stem + ".json.tmp")
@@ -98,11 +97,7 @@ def read_metadata(path: Path) -> dict[str, str]:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a safetensors file: {exc}") from exc
-    if (
-        metadata.get("format") != FORMAT
-        or "model" not in metadata
-        or "config" not in metadata
-    ):
+    if metadata.get("format") != FORMAT or "model" not in metadata or "config" not in metadata:
         raise ValueError(
             f"{path} is not an mtmc re-id weight file (metadata format "
             f"{metadata.get('format')!r}, expected {FORMAT!r}); save weights with "
@@ -142,9 +137,7 @@ def load_reid_model(path: Path, *, device: str = "cpu") -> tuple[nn.Module, dict
     try:
         model.load_state_dict(converted, strict=True)
     except RuntimeError as exc:
-        raise ValueError(
-            f"{path}: weights do not fit model {name!r} {config}: {exc}"
-        ) from exc
+        raise ValueError(f"{path}: weights do not fit model {name!r} {config}: {exc}") from exc
     model.to(device).eval()
     card_path = path.with_suffix(".json")
     card: dict = {"model": name, "config": config}
