@@ -351,9 +351,9 @@ def train(args: argparse.Namespace) -> dict:
             scaler.step(optimizer)
             scaler.update()
             head = logits.get("joint", next(iter(logits.values())))
-            sums["loss"] += float(loss) * len(y)
-            sums["ce"] += float(ce) * len(y)
-            sums["tri"] += float(tri) * len(y)
+            sums["loss"] += float(loss.detach()) * len(y)
+            sums["ce"] += float(ce.detach()) * len(y)
+            sums["tri"] += float(tri.detach()) * len(y)
             sums["correct"] += int((head.argmax(1) == y).sum())
             sums["seen"] += len(y)
             if bar is not None:
