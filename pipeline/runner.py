@@ -99,10 +99,10 @@ class _Embedding:
             (d.score >= self.min_score) & ((d.xyxy[:, 3] - d.xyxy[:, 1]) >= self.min_height_px)
             for d in dets
         ]
-        vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep)])
+        vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep, strict=True)])
         dim = self.embedder.embedding_dim
         out = []
-        for d, k, v in zip(dets, keep, vectors):
+        for d, k, v in zip(dets, keep, vectors, strict=True):
             # Rows left unembedded stay zero: zero vectors carry no appearance and the
             # tracker and tracklet builder ignore them.
             full = np.zeros((len(d), dim), np.float32)
@@ -235,7 +235,7 @@ def _process_tick(tick: list[Frame], *, detector: Any, embed: Any, trackers: dic
     if embed is not None:
         with timer("embed"):
             detections = embed(images, detections)
-    for frame, dets in zip(tick, detections):
+    for frame, dets in zip(tick, detections, strict=True):
         cid = frame.camera_id
         with timer("track"):
             tracks = trackers[cid].update(dets)

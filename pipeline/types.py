@@ -111,7 +111,7 @@ class Detections:
         return self.embedding.shape[1] > 0
 
     @classmethod
-    def empty(cls, dim: int = 0) -> "Detections":
+    def empty(cls, dim: int = 0) -> Detections:
         """No detections (optionally with an embedding width)."""
         return cls(
             xyxy=np.zeros((0, 4), np.float32),
@@ -119,7 +119,7 @@ class Detections:
             embedding=np.zeros((0, dim), np.float32),
         )
 
-    def __getitem__(self, index: np.ndarray | slice) -> "Detections":
+    def __getitem__(self, index: np.ndarray | slice) -> Detections:
         """Row selection with a boolean mask, an index array or a slice."""
         return Detections(
             xyxy=self.xyxy[index], score=self.score[index], embedding=self.embedding[index]
@@ -151,13 +151,15 @@ class Tracks:
         self.score = _as_float32("Tracks.score", self.score, 1)
         self.det_index = np.asarray(self.det_index, dtype=np.int64).reshape(-1)
         self.embedding = _embedding("Tracks.embedding", self.embedding, n)
-        _check_rows("Tracks", n, score=self.score, det_index=self.det_index, embedding=self.embedding)
+        _check_rows(
+            "Tracks", n, score=self.score, det_index=self.det_index, embedding=self.embedding
+        )
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])
 
     @classmethod
-    def empty(cls) -> "Tracks":
+    def empty(cls) -> Tracks:
         return cls(
             track_id=np.zeros((0,), np.int64),
             xyxy=np.zeros((0, 4), np.float32),
