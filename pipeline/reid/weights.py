@@ -74,7 +74,7 @@ def save_reid_weights(model: nn.Module, path: Path, *, card: dict, half: bool = 
     tmp.replace(path)
     full_card = {"model": name, "config": config, **card}
     card_tmp = path.with_name(path.stem + ".json.tmp")
-    card_tmp.write_text(json.dumps(full_card, indent=2, sort_keys=False) + "\n")
+    card_tmp.write_text(json.dumps(full_card, indent=2, default=str) + "\n")
     card_tmp.replace(path.with_suffix(".json"))
     log.info("saved %s weights to %s", name, path)
 
