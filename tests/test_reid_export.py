@@ -56,14 +56,14 @@ def test_openvino_export_parity(tmp_path: Path) -> None:
 def test_parity_failure_is_an_error_and_removes_files(tmp_path: Path, monkeypatch) -> None:
     torch.manual_seed(2)
     model = build_reid_model("hacnn").eval()
-    real = export_mod._onnx_runner
+    real = export_mod.onnx_runner
 
     def broken(path: Path):
         run = real(path)
         rng = np.random.default_rng(0)
         return lambda x: run(x) + rng.normal(0, 0.2, size=(len(x), 1024)).astype(np.float32)
 
-    monkeypatch.setattr(export_mod, "_onnx_runner", broken)
+    monkeypatch.setattr(export_mod, "onnx_runner", broken)
     with pytest.raises(ParityError, match="min cosine"):
         export(model, tmp_path / "bad.onnx", fmt="onnx", data=DATA / "reid", count=8)
     assert not (tmp_path / "bad.onnx").exists()

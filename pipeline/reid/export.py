@@ -30,6 +30,8 @@ __all__ = [
     "export_onnx",
     "export_openvino",
     "main",
+    "onnx_runner",
+    "openvino_runner",
     "parity_batch",
 ]
 
@@ -132,18 +134,29 @@ def check_parity(
             "passed": bool(cos.min() >= min_cosine)}
 
 
-def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def onnx_runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Callable running an exported ONNX embedder with ONNX Runtime on the CPU."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _openvino_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def openvino_runner(
+    path: Path, precision: str = "f32", threads: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Callable running an OpenVINO IR on the CPU (``precision`` f32 or bf16)."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    config = {"INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
     return lambda x: compiled(x)[compiled.output(0)]
 
 
@@ -164,13 +177,13 @@ def export(model: nn.Module, out: Path, *, fmt: str, data: Path, count: int = 64
     x = parity_batch(data, tuple(model.input_hw), count=count)
     if fmt == "onnx":
         files = [export_onnx(model, out)]
-        run = _onnx_runner(files[0])
+        run = onnx_runner(files[0])
     else:
         onnx_path = out.with_suffix(".onnx")
         export_onnx(model, onnx_path)
         xml = export_openvino(onnx_path, out)
         files = [xml, xml.with_suffix(".bin"), onnx_path]
-        run = _openvino_runner(xml)
+        run = openvino_runner(xml)
     report = check_parity(model, run, x, min_cosine=min_cosine)
     report.update(format=fmt, files=[str(f) for f in files])
     if not report["passed"]:
