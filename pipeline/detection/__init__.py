@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.detection.backends import BACKENDS, infer_backend
 from pipeline.detection.yolo import PERSON_CLASS, YoloDetector
 
-__all__ = ["DETECTORS", "PERSON_CLASS", "YoloDetector", "build_detector"]
+__all__ = ["BACKENDS", "DETECTORS", "PERSON_CLASS", "YoloDetector", "build_detector",
+           "infer_backend"]
 
 DETECTORS: dict[str, type] = {"yolo": YoloDetector}
 """Detector families by config name."""

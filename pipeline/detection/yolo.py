@@ -1,9 +1,11 @@
-"""Person detection with an Ultralytics YOLO model (offline, CPU by default).
+"""Person detection with Ultralytics YOLO networks (offline, on the CPU).
 
-The shipped weights are INT8 LiteRT exports (``*.tflite``, fixed 640x640 input,
-batch 1, COCO-80 with class 0 = person). They load through ``ultralytics.YOLO``
-when the ``ai-edge-litert`` package is installed. Ultralytics is imported lazily,
-on the first detector construction, so importing this package stays cheap.
+The network runs in one of four runtimes (``backends.BACKENDS``: LiteRT INT8 exports,
+the recovered full-precision PyTorch checkpoints, ONNX Runtime, OpenVINO); letterboxing,
+the person filter and NMS are done here, identically for all of them (they follow
+Ultralytics' ``LetterBox``/``non_max_suppression``/``scale_boxes`` so results match
+``YOLO.predict``). Ultralytics and the runtimes are imported lazily, on the first
+detector construction, so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from pipeline.detection.backends import BACKENDS, DetectorBackend, infer_backend
 from pipeline.geometry import clip_xyxy
 from pipeline.types import Detections
 
@@ -67,17 +71,21 @@ def _imgsz_tuple(imgsz: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class YoloDetector:
-    """Person detector over an Ultralytics YOLO model.
+    """Person detector over a YOLO detection network (COCO classes, 0 = person).
 
     Detections are returned in the pixel coordinates of the ORIGINAL images (the
     letterbox is undone), as float32 xyxy boxes clipped to the image.
 
     Attributes:
-        list_call: True when ``detect`` passes all its images to the model in one call
-            (``batch`` and a backend that batches); False = one call per image.
+        backend: Runtime name (a key of ``BACKENDS``).
+        imgsz: Network input (height, width) in pixels.
+        threads: CPU threads given to the runtime.
+        list_call: True when ``detect`` runs all its images in one network call
+            (``batch`` and a runtime that batches: PyTorch); False = one call per image.
 
     Example:
-        >>> detector = YoloDetector(weights=Path("weights/yolov8n_int8.tflite"))
+        >>> detector = YoloDetector(weights=Path("weights/yolov8n_recovered.pt"),
+        ...                         backend="openvino", imgsz=(384, 640))
         >>> per_camera = detector.detect([frame.image_bgr for frame in tick])
     """
 
@@ -85,6 +93,7 @@ class YoloDetector:
         self,
         *,
         weights: Path,
+        backend: str | None = None,
         imgsz: int | tuple[int, int] = 640,
         conf: float = 0.25,
         iou: float = 0.7,
@@ -92,36 +101,50 @@ class YoloDetector:
         device: str = "cpu",
         batch: bool = True,
         threads: int | None = None,
+        precision: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """Load the model.
 
         Args:
-            weights: Model file (``.tflite``, ``.onnx``, ``.pt``...). LiteRT exports have
-                a fixed 640x640 input, so ``imgsz`` must stay 640 for them.
-            imgsz: Network input size, an int (square) or (height, width), pixels.
+            weights: ``.tflite`` (LiteRT), ``.pt`` (Ultralytics checkpoint), ``.onnx``,
+                ``.xml`` or a folder (OpenVINO IR).
+            backend: "litert", "torch", "onnx" or "openvino"; None infers it from the
+                suffix of ``weights``. A ``.pt`` file can run in any backend but LiteRT
+                (it is exported to ONNX once, into ``cache_dir``); an ``.onnx`` file in
+                ONNX Runtime or OpenVINO.
+            imgsz: Network input size, an int (square) or (height, width), pixels,
+                multiples of 32. Exported files have a fixed size (LiteRT: 640x640)
+                and must be given that size. 16:9 sizes such as (384, 640) cost ~40%
+                less than a square input that holds the same frame.
             conf: Minimum person confidence kept, in [0, 1].
             iou: IoU threshold of non-maximum suppression, in [0, 1].
             max_det: Maximum detections kept per image.
-            device: Ultralytics device string ("cpu", "cuda:0", ...).
-            batch: Allow one ``predict`` call with all images of a ``detect`` call. It is
-                used only when the backend really batches (PyTorch or dynamic-batch
-                exports, or a fixed export batch > 1): fixed batch-1 exports such as the
-                LiteRT INT8 files are split into single images inside Ultralytics anyway,
-                and the list call measured no faster than a loop (see ``list_call``).
-                Results are identical either way.
-            threads: CPU threads of the LiteRT interpreter; None keeps Ultralytics'
-                default (cpu_count - 1, at most 8 — i.e. 1 on a 2-core machine).
+            device: Torch device string for the torch backend ("cpu", "cuda:0"); the
+                other runtimes always run on the CPU (a warning is logged otherwise).
+            batch: Allow one network call with all images of a ``detect`` call when the
+                runtime batches (PyTorch). Fixed batch-1 exports always loop; results are
+                identical either way.
+            threads: CPU threads of the runtime; None = ``os.cpu_count()``. For the
+                torch backend this sets ``torch.set_num_threads`` process-wide.
+            precision: OpenVINO inference precision, "bf16" or "f32"; None keeps
+                OpenVINO's default (bf16 on CPUs with AVX512-BF16/AMX, else f32).
+                Ignored by the other backends.
+            cache_dir: Where ``.pt`` weights are exported to ONNX for the onnx/openvino
+                backends; None = ``$MTMC_CACHE/detectors`` or ``~/.cache/mtmc/detectors``.
 
         Raises:
             FileNotFoundError: ``weights`` does not exist.
-            ValueError: A parameter is out of range.
+            ValueError: A parameter is out of range, the backend is unknown, or the size
+                does not fit a fixed-size export.
             RuntimeError: The model file could not be loaded.
         """
         weights = Path(weights)
-        if not weights.is_file():
+        if not weights.exists():
             raise FileNotFoundError(
                 f"YOLO weights not found: {weights}. Point detector.weights at an existing "
-                "model file (the project ships weights/yolov8n_int8.tflite)."
+                "model file (the project ships weights/yolov8n_int8.tflite and "
+                "weights/yolov8n_recovered.pt)."
             )
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
@@ -129,57 +152,52 @@ class YoloDetector:
             raise ValueError(f"max_det must be >= 1, got {max_det}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        if precision not in (None, "bf16", "f32"):
+            raise ValueError(f"precision must be 'bf16', 'f32' or None, got {precision!r}")
+        backend = backend or infer_backend(weights)
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"Unknown detector backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
+            )
         self.weights = weights
+        self.backend = backend
         self.imgsz = _imgsz_tuple(imgsz)
+        if self.imgsz[0] % 32 or self.imgsz[1] % 32:
+            raise ValueError(f"imgsz must be multiples of 32 (the network stride), got {imgsz}")
         self.conf = float(conf)
         self.iou = float(iou)
         self.max_det = int(max_det)
         self.device = device
         self.batch = bool(batch)
-        self.threads = threads
-        self._model = self._load()
-        self.list_call = self.batch and _backend_batches(self._model)
+        self.threads = int(threads or os.cpu_count() or 1)
+        self.precision = precision
+        self._net = self._load(Path(cache_dir) if cache_dir else None)
+        self.list_call = self.batch and self._net.batches
 
-    def _load(self) -> Any:
-        yolo_class = _import_yolo()
-        from ultralytics.nn.backends import litert
-
-        default_threads = litert.NUM_THREADS
-        if self.threads is not None:
-            # The LiteRT backend reads this module constant when it builds the interpreter.
-            litert.NUM_THREADS = self.threads
+    def _load(self, cache_dir: Path | None) -> DetectorBackend:
         try:
-            model = yolo_class(str(self.weights), task="detect")
-            # Run once so the backend is built now (errors surface here, not mid-stream).
-            model.predict(
-                np.zeros((self.imgsz[0], self.imgsz[1], 3), np.uint8), **self._predict_args()
+            net = BACKENDS[self.backend](
+                weights=self.weights, imgsz=self.imgsz, threads=self.threads,
+                precision=self.precision, cache_dir=cache_dir, device=self.device,
             )
-        except Exception as error:  # ultralytics raises many types; name the file
+            # Run once so errors surface now, not mid-stream (and lazy init is paid here).
+            self._forward(net, [np.zeros((*self.imgsz, 3), np.uint8)])
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as error:  # runtimes raise many types; name the file
             raise RuntimeError(
-                f"Could not load YOLO model {self.weights}: {error}. For .tflite files "
-                "install ai-edge-litert; check the file is a detection model."
+                f"Could not load YOLO model {self.weights} with backend {self.backend!r}: "
+                f"{error}. Check the file is a YOLO detection model and the runtime "
+                "(ai-edge-litert, onnxruntime, openvino) is installed."
             ) from error
-        finally:
-            litert.NUM_THREADS = default_threads
-        names = getattr(model, "names", {}) or {}
-        if names.get(PERSON_CLASS, "person") != "person":
+        if net.names.get(PERSON_CLASS, "person") != "person":
             raise ValueError(
-                f"{self.weights}: class {PERSON_CLASS} is {names[PERSON_CLASS]!r}, expected "
-                "'person'; use a COCO-trained detection model."
+                f"{self.weights}: class {PERSON_CLASS} is {net.names[PERSON_CLASS]!r}, "
+                "expected 'person'; use a COCO-trained detection model."
             )
-        logger.info("Loaded YOLO detector %s (imgsz=%s)", self.weights, self.imgsz)
-        return model
-
-    def _predict_args(self) -> dict[str, Any]:
-        return {
-            "imgsz": list(self.imgsz),
-            "conf": self.conf,
-            "iou": self.iou,
-            "max_det": self.max_det,
-            "classes": [PERSON_CLASS],
-            "device": self.device,
-            "verbose": False,
-        }
+        logger.info("Loaded YOLO detector %s (backend=%s, imgsz=%s, threads=%d)",
+                    self.weights, self.backend, self.imgsz, self.threads)
+        return net
 
     def detect(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
         """Detect persons in a batch of images (e.g. the frames of all cameras of a tick).
@@ -201,40 +219,94 @@ class YoloDetector:
                     f"detect() image {i} must be uint8 (H, W, 3) BGR, got "
                     f"{image.dtype} {image.shape}"
                 )
-        args = self._predict_args()
         if self.list_call:
-            results = self._model.predict(images, **args)
-        else:
-            results = [self._model.predict(image, **args)[0] for image in images]
-        pairs = zip(results, images, strict=True)
-        return [_to_detections(result, image) for result, image in pairs]
+            return self._forward(self._net, images)
+        return [self._forward(self._net, [image])[0] for image in images]
+
+    def _forward(self, net: DetectorBackend, images: list[np.ndarray]) -> list[Detections]:
+        batch = np.stack([letterbox(image, self.imgsz) for image in images])  # B,H,W,3 RGB
+        batch = batch.astype(np.float32) * np.float32(1.0 / 255.0)
+        if net.layout == "nchw":
+            batch = batch.transpose(0, 3, 1, 2)
+        if net.batches:
+            predictions = net(batch)
+        else:  # fixed batch-1 export: one call per image
+            predictions = np.concatenate([net(batch[i : i + 1]) for i in range(len(batch))])
+        return [
+            self._decode(pred, image) for pred, image in zip(predictions, images, strict=True)
+        ]
+
+    def _decode(self, pred: np.ndarray, image: np.ndarray) -> Detections:
+        """(4 + classes, anchors) raw predictions -> person Detections in image pixels."""
+        import torch
+        import torchvision
+
+        scores = pred[4:]
+        # Like Ultralytics with classes=[0]: a box is a person when person is its best class.
+        keep = (scores.argmax(0) == PERSON_CLASS) & (scores[PERSON_CLASS] > self.conf)
+        cxcywh = pred[:4, keep].T
+        score = scores[PERSON_CLASS, keep]
+        xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2,
+                               cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+        if len(score) > 1:
+            order = torchvision.ops.nms(torch.from_numpy(xyxy), torch.from_numpy(score),
+                                        self.iou).numpy()[: self.max_det]
+            xyxy, score = xyxy[order], score[order]
+        height, width = image.shape[:2]
+        gain = min(self.imgsz[0] / height, self.imgsz[1] / width)
+        pad_x = round((self.imgsz[1] - width * gain) / 2 - 0.1)
+        pad_y = round((self.imgsz[0] - height * gain) / 2 - 0.1)
+        xyxy = (xyxy - np.array([pad_x, pad_y, pad_x, pad_y], np.float32)) / gain
+        return _finalise(xyxy, score, np.zeros(len(score), np.int64), image)
 
     def __repr__(self) -> str:
         return (
-            f"YoloDetector(weights={str(self.weights)!r}, imgsz={self.imgsz}, conf={self.conf}, "
-            f"iou={self.iou}, list_call={self.list_call}, threads={self.threads})"
+            f"YoloDetector(weights={str(self.weights)!r}, backend={self.backend!r}, "
+            f"imgsz={self.imgsz}, conf={self.conf}, iou={self.iou}, "
+            f"list_call={self.list_call}, threads={self.threads})"
         )
 
 
-def _backend_batches(model: Any) -> bool:
-    """Whether the loaded backend runs several images in one forward pass."""
-    backend = getattr(getattr(model, "predictor", None), "model", None)
-    if backend is None:
-        return True
-    if getattr(backend, "format", "pt") == "pt":
-        return True
-    metadata = getattr(backend, "metadata", None) or {}
-    return bool(metadata.get("dynamic")) or int(getattr(backend, "batch", 1)) > 1
+def letterbox(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resize keeping the aspect ratio and pad (grey 114) to ``size_hw``, centred.
+
+    Args:
+        image_bgr: uint8 (H, W, 3) BGR.
+        size_hw: Output (height, width) in pixels.
+
+    Returns:
+        uint8 (size_hw[0], size_hw[1], 3) RGB (the colour order the networks expect).
+    """
+    height, width = image_bgr.shape[:2]
+    gain = min(size_hw[0] / height, size_hw[1] / width)
+    new_w, new_h = round(width * gain), round(height * gain)
+    if (new_w, new_h) != (width, height):
+        image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad_x, pad_y = (size_hw[1] - new_w) / 2, (size_hw[0] - new_h) / 2
+    top, bottom = round(pad_y - 0.1), round(pad_y + 0.1)
+    left, right = round(pad_x - 0.1), round(pad_x + 0.1)
+    padded = cv2.copyMakeBorder(image_bgr, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                value=(114, 114, 114))
+    return cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
 
 
 def _to_detections(result: Any, image: np.ndarray) -> Detections:
+    """Person ``Detections`` from an Ultralytics ``Results`` (for callers of YOLO.predict)."""
     boxes = result.boxes
     if boxes is None:
         return Detections.empty()
     xyxy = boxes.xyxy.cpu().numpy().astype(np.float32).reshape(-1, 4)
     score = boxes.conf.cpu().numpy().astype(np.float32)
     cls = boxes.cls.cpu().numpy().astype(np.int64)
-    keep = cls == PERSON_CLASS  # classes=[0] already filters; keep the guarantee local
+    return _finalise(xyxy, score, cls, image)
+
+
+def _finalise(xyxy: np.ndarray, score: np.ndarray, cls: np.ndarray,
+              image: np.ndarray) -> Detections:
+    """Keep persons, clip to the image, drop empty boxes."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    score = np.asarray(score, np.float32)
+    keep = cls == PERSON_CLASS
     height, width = image.shape[:2]
     xyxy = clip_xyxy(xyxy[keep], width, height)
     score = score[keep]
