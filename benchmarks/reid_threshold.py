@@ -1,0 +1,65 @@
+"""Where to cut: same-person vs different-person cosine distances of a re-id model.
+
+Usage (from the repository root):
+    python3 benchmarks/reid_threshold.py [--weights weights/hacnn_cuhk.safetensors]
+
+Embeds the CUHK01 test identities (ids 0486-0971, never used in training), computes
+the cosine distance of every cross-camera pair, and prints quantiles of the
+same-person and different-person distributions plus, for candidate thresholds, the
+share of same-person pairs accepted and of different-person pairs wrongly accepted.
+The association threshold in configs/ is chosen from this table (docs/PIPELINE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline.reid.datasets import load_protocol  # noqa: E402
+from pipeline.reid.embedder import CropEmbedder  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "reid"
+
+
+def distances(weights: Path, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    split = load_protocol("cuhk01", DATA)
+    embedder = CropEmbedder(weights=weights, threads=threads)
+    q = embedder.embed_crops([cv2.imread(str(s[0])) for s in split.query])
+    g = embedder.embed_crops([cv2.imread(str(s[0])) for s in split.gallery])
+    d = 1.0 - q @ g.T
+    same = np.array([s[1] for s in split.query])[:, None] == np.array(
+        [s[1] for s in split.gallery])[None, :]
+    return d[same], d[~same]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path,
+                        default=REPO / "weights" / "hacnn_cuhk.safetensors")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    pos, neg = distances(args.weights, args.threads)
+    quant = (0.05, 0.25, 0.5, 0.75, 0.95)
+    table = [{"threshold": t, "same_accepted": round(float((pos <= t).mean()), 4),
+              "different_accepted": round(float((neg <= t).mean()), 5)}
+             for t in np.round(np.arange(0.10, 0.71, 0.05), 2).tolist()]
+    print(json.dumps({
+        "weights": str(args.weights), "pairs_same": int(pos.size), "pairs_different": int(neg.size),
+        "same_quantiles": {q: round(float(np.quantile(pos, q)), 4) for q in quant},
+        "different_quantiles": {q: round(float(np.quantile(neg, q)), 4) for q in quant},
+        "by_threshold": table}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
