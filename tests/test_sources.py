@@ -14,6 +14,7 @@ from pipeline.sources import (
     CameraSet,
     FrameSource,
     ImageFolderSource,
+    StreamSource,
     VideoFileSource,
     open_source,
     synchronise,
@@ -91,12 +92,19 @@ def test_open_source_picks_by_uri():
     assert isinstance(folder, ImageFolderSource)
     assert folder.fps == 30  # from the MOTChallenge seqinfo.ini next to img1/
     assert open_source(camera_id="b", uri=MOT02, fps=12.5).fps == 12.5
-    assert set(SOURCES) == {"video", "images"}
+    assert set(SOURCES) == {"video", "images", "stream"}
 
 
-def test_rtsp_is_a_clear_error():
-    with pytest.raises(ValueError, match="RTSP sources are not supported yet"):
-        open_source(camera_id="gate", uri="rtsp://10.0.0.5/stream1")
+def test_stream_urls_open_a_stream_source_and_unsupported_schemes_fail_clearly():
+    # Nothing listens on port 1: the source starts anyway and keeps retrying.
+    live = open_source(camera_id="gate", uri="rtsp://cam:pw@127.0.0.1:1/stream1",
+                       stream_options={"open_timeout_s": 0.3, "wait_first_s": 0.1})
+    assert isinstance(live, StreamSource)
+    assert live.health()["source"] == "rtsp://cam:***@127.0.0.1:1/stream1"
+    live.close()
+    assert live.health()["state"] == "closed"
+    with pytest.raises(ValueError, match=r"rtmp:// streams are not supported.*user:\*\*\*@"):
+        open_source(camera_id="gate", uri="rtmp://user:secret@10.0.0.5/stream1")
 
 
 def test_missing_file_names_camera_and_path(tmp_path):

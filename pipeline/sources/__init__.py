@@ -1,8 +1,10 @@
-"""Frame sources: video files, image folders, and timestamp-aligned camera sets."""
+"""Frame sources: video files, image folders, live streams, and aligned camera sets."""
 
 from pipeline.sources.base import FrameSource
 from pipeline.sources.factory import SOURCES, open_source
 from pipeline.sources.images import IMAGE_SUFFIXES, ImageFolderSource
+from pipeline.sources.live import live_ticks
+from pipeline.sources.stream import StreamSource, is_stream_uri, redact_url
 from pipeline.sources.sync import CameraSet, synchronise
 from pipeline.sources.video import VideoFileSource
 
@@ -12,7 +14,11 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageFolderSource",
     "SOURCES",
+    "StreamSource",
     "VideoFileSource",
+    "is_stream_uri",
+    "live_ticks",
     "open_source",
+    "redact_url",
     "synchronise",
 ]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import configparser
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.sources.base import FrameSource
 from pipeline.sources.images import ImageFolderSource
+from pipeline.sources.stream import StreamSource, is_stream_uri, redact_url
 from pipeline.sources.video import VideoFileSource
 
 __all__ = ["SOURCES", "open_source"]
@@ -17,32 +20,44 @@ logger = logging.getLogger(__name__)
 SOURCES: dict[str, type[FrameSource]] = {
     "video": VideoFileSource,
     "images": ImageFolderSource,
+    "stream": StreamSource,
 }
 """Source types by name; ``open_source`` picks one from what the URI points at."""
 
-_STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
+# Stream protocols FFmpeg reads but StreamSource has not been tested with.
+_UNTESTED_SCHEMES = ("rtmp", "udp", "tcp", "srt")
 
 
-def open_source(*, camera_id: str, uri: str | Path, fps: float | None = None) -> FrameSource:
+def open_source(
+    *,
+    camera_id: str,
+    uri: str | Path | int,
+    fps: float | None = None,
+    stream_options: Mapping[str, Any] | None = None,
+) -> FrameSource:
     """Open the right source for ``uri``.
 
     * an existing file -> ``VideoFileSource`` (``fps`` overrides the file's rate);
     * an existing folder -> ``ImageFolderSource``; ``fps`` is required unless the
       folder is a MOTChallenge ``img1/`` whose parent ``seqinfo.ini`` gives
       ``frameRate``;
-    * ``rtsp://`` and other stream URLs -> ValueError (live streams are not supported
-      yet).
+    * ``rtsp://``, ``rtsps://``, ``http(s)://`` URLs, ``webcam://N``, webcam indices
+      (int or digit string) and ``/dev/video*`` -> a reconnecting ``StreamSource``
+      (``stream_options`` are its keyword arguments, e.g. ``epoch_s``, timeouts).
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: Stream URL, or the file/folder cannot be used (see the sources).
+        ValueError: Unsupported stream scheme, or the file/folder cannot be used (see
+            the sources). Messages show URLs with credentials redacted.
     """
+    if is_stream_uri(uri):
+        return StreamSource(camera_id=camera_id, uri=uri, fps=fps, **dict(stream_options or {}))
     text = str(uri)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme in _STREAM_SCHEMES:
+    if scheme in _UNTESTED_SCHEMES:
         raise ValueError(
-            f"Camera {camera_id!r}: RTSP sources are not supported yet ({text}); live "
-            "streams are planned. Record the stream to a video file and use that path."
+            f"Camera {camera_id!r}: {scheme}:// streams are not supported "
+            f"({redact_url(text)}); use rtsp://, rtsps://, http(s):// or a webcam index."
         )
     path = Path(text).expanduser()
     if not path.exists():

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
+from typing import Any
 
 from pipeline.sources.base import FrameSource
+from pipeline.sources.live import live_ticks
 from pipeline.types import Frame
 
 __all__ = ["CameraSet", "synchronise"]
@@ -125,18 +128,47 @@ class CameraSet:
     Iterating yields lists of ``Frame`` (one tick each). Closing the set closes every
     source. Usable as a context manager.
 
+    With ``live=True`` (live cameras, e.g. ``StreamSource``) ticks are paced by the wall
+    clock instead (``pipeline.sources.live.live_ticks``): every ``tick_period_s`` the
+    newest frame of each camera that has a new one; ``max_frames`` then limits the
+    number of ticks, ``duration_s`` the wall-clock time, setting ``stop`` ends the
+    iteration, and ``yield_empty`` also yields ``[]`` when no camera has a new frame
+    (so the consumer can do periodic work while every camera is down). Drop counts of
+    live sources are in ``health()``.
+
     Attributes:
         sources: The cameras, in config order.
         max_frames: Tick-period limit passed to ``synchronise`` (None = no limit).
         dropped: Per camera id, frames dropped in the last iteration (superseded by a
             newer frame due at the same tick).
+        live: Wall-clock ticks (see above).
     """
 
-    def __init__(self, *, sources: Sequence[FrameSource], max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sources: Sequence[FrameSource],
+        max_frames: int | None = None,
+        live: bool = False,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        yield_empty: bool = False,
+    ) -> None:
         self.sources = list(sources)
         _check_sources(self.sources)
         self.max_frames = max_frames
         self.dropped: dict[str, int] = {}
+        self.live = bool(live)
+        self.duration_s = duration_s
+        self.stop = stop
+        self.yield_empty = bool(yield_empty)
+        if self.live:
+            missing = [s.camera_id for s in self.sources if not hasattr(s, "latest")]
+            if missing:
+                raise ValueError(
+                    f"Cameras {missing} are not live sources; a live camera set needs "
+                    "stream cameras (rtsp://, http(s)://, webcam) only."
+                )
 
     @property
     def camera_ids(self) -> list[str]:
@@ -149,7 +181,16 @@ class CameraSet:
 
     def __iter__(self) -> Iterator[list[Frame]]:
         self.dropped = {}
+        if self.live:
+            return live_ticks(
+                self.sources,  # type: ignore[arg-type]
+                period_s=self.tick_period_s, stop=self.stop, duration_s=self.duration_s,
+                max_ticks=self.max_frames, yield_empty=self.yield_empty)
         return _ticks(self.sources, self.max_frames, self.dropped)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per camera id, the source's ``health()`` counters (live sources only)."""
+        return {s.camera_id: s.health() for s in self.sources if hasattr(s, "health")}
 
     def close(self) -> None:
         for source in self.sources:
