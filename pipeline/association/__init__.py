@@ -1,10 +1,22 @@
 """Cross-camera association of tracklets into global identities."""
 
 from pipeline.association.offline import (
-    ASSOCIATORS,
     OfflineAssociator,
     appearance_distance,
+    average_linkage,
     cannot_link_matrix,
 )
+from pipeline.association.online import OnlineAssociator, Revision
 
-__all__ = ["ASSOCIATORS", "OfflineAssociator", "appearance_distance", "cannot_link_matrix"]
+ASSOCIATORS: dict[str, type] = {"offline": OfflineAssociator, "online": OnlineAssociator}
+"""Association modes by name (config ``association: {mode: ...}``)."""
+
+__all__ = [
+    "ASSOCIATORS",
+    "OfflineAssociator",
+    "OnlineAssociator",
+    "Revision",
+    "appearance_distance",
+    "average_linkage",
+    "cannot_link_matrix",
+]

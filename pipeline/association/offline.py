@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.types import GlobalTrack, Tracklet
 
-__all__ = ["OfflineAssociator", "cannot_link_matrix", "appearance_distance"]
+__all__ = ["OfflineAssociator", "average_linkage", "cannot_link_matrix", "appearance_distance"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,53 @@ def cannot_link_matrix(
     return forbid | forbid.T if n else forbid
 
 
+def average_linkage(
+    dist: np.ndarray,
+    forbid: np.ndarray,
+    threshold: float,
+    sizes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Constrained average-linkage clustering.
+
+    Repeatedly merges the two clusters with the smallest average distance while it is
+    at most ``threshold`` and no cannot-link pair lies between them.
+
+    Args:
+        dist: (N, N) symmetric distances between the starting items.
+        forbid: (N, N) bool cannot-link pairs; a merged cluster inherits every
+            constraint of its parts.
+        threshold: Largest average distance at which two clusters merge.
+        sizes: (N,) how many members each starting item already stands for (its
+            weight in the average; items may be pre-merged groups); None = ones.
+
+    Returns:
+        int64 (N,) cluster label per item (the index of one item of the cluster).
+    """
+    n = dist.shape[0]
+    d = np.array(dist, dtype=np.float64)
+    blocked = np.array(forbid, dtype=bool)
+    size = np.ones(n) if sizes is None else np.asarray(sizes, np.float64).copy()
+    alive = np.ones(n, bool)
+    label = np.arange(n)
+    np.fill_diagonal(d, np.inf)
+    while n > 1:
+        masked = np.where(blocked | ~alive[:, None] | ~alive[None, :], np.inf, d)
+        flat = int(np.argmin(masked))
+        i, j = divmod(flat, n)
+        if not masked[i, j] <= threshold:
+            break
+        # Average linkage update (Lance-Williams); constraints propagate by OR.
+        d[i] = (size[i] * d[i] + size[j] * d[j]) / (size[i] + size[j])
+        d[:, i] = d[i]
+        d[i, i] = np.inf
+        blocked[i] |= blocked[j]
+        blocked[:, i] = blocked[i]
+        size[i] += size[j]
+        alive[j] = False
+        label[label == j] = i
+    return label
+
+
 class OfflineAssociator:
     """Whole-recording cross-camera association by constrained agglomerative clustering."""
 
@@ -136,29 +183,7 @@ class OfflineAssociator:
         return self._global_tracks(tracklets, labels)
 
     def _cluster(self, dist: np.ndarray, forbid: np.ndarray) -> np.ndarray:
-        n = dist.shape[0]
-        d = dist.copy()
-        blocked = forbid.copy()
-        size = np.ones(n)
-        alive = np.ones(n, bool)
-        label = np.arange(n)
-        np.fill_diagonal(d, np.inf)
-        while True:
-            masked = np.where(blocked | ~alive[:, None] | ~alive[None, :], np.inf, d)
-            flat = int(np.argmin(masked))
-            i, j = divmod(flat, n)
-            if not masked[i, j] <= self.threshold:
-                break
-            # Average linkage update (Lance-Williams); constraints propagate by OR.
-            d[i] = (size[i] * d[i] + size[j] * d[j]) / (size[i] + size[j])
-            d[:, i] = d[i]
-            d[i, i] = np.inf
-            blocked[i] |= blocked[j]
-            blocked[:, i] = blocked[i]
-            size[i] += size[j]
-            alive[j] = False
-            label[label == j] = i
-        return label
+        return average_linkage(dist, forbid, self.threshold)
 
     @staticmethod
     def _global_tracks(tracklets: Sequence[Tracklet], labels: np.ndarray) -> list[GlobalTrack]:
@@ -177,5 +202,3 @@ class OfflineAssociator:
         logger.info("associated %d tracklets into %d identities", len(tracklets), len(out))
         return out
 
-
-ASSOCIATORS = {"offline": OfflineAssociator}

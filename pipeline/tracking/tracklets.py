@@ -191,6 +191,9 @@ class TrackletBuilder:
         self._closed_ids.add(tid)
         if len(acc.frames) < self.min_length:
             return None
+        return self._summarise(tid, acc)
+
+    def _summarise(self, tid: int, acc: _Accumulator) -> Tracklet:
         if acc.heap:
             q = np.array([h[0] for h in acc.heap], np.float64)
             vectors = np.stack([h[2] for h in acc.heap]).astype(np.float64)
@@ -224,6 +227,24 @@ class TrackletBuilder:
         done = sorted(t for t, a in self._open.items() if self._now - a.last_time > limit)
         out = [self._build(t, self._open.pop(t)) for t in done]
         return [t for t in out if t is not None]
+
+    def snapshots(self, min_frames: int | None = None) -> list[Tracklet]:
+        """Tracklets of the tracks still open, as they stand now (nothing is closed).
+
+        For online association, which must see tracklets while they grow. Each call
+        pools the kept embeddings afresh, so a later snapshot of the same track carries
+        more evidence.
+
+        Args:
+            min_frames: Only tracks with at least this many frames (None =
+                ``min_length``).
+
+        Returns:
+            Tracklets sorted by track id.
+        """
+        limit = self.min_length if min_frames is None else int(min_frames)
+        return [self._summarise(t, self._open[t]) for t in sorted(self._open)
+                if len(self._open[t].frames) >= limit]
 
     def finish(self) -> list[Tracklet]:
         """Close and return every open tracklet (end of stream), sorted by track id."""

@@ -1,0 +1,294 @@
+"""Online cross-camera association with a bounded revision lag (live streams).
+
+Tracklets are fed while they grow (snapshots of open tracks) and when they finish.
+A tracklet receives a global id once it has enough evidence: at least ``min_frames``
+frames (a finished tracklet: any length). It is matched to others only when its pooled
+embedding has quality >= ``min_quality``; until then it holds an id of its own.
+At every ``update`` all matchable tracklets whose assignment is younger than
+``lag_s`` are re-clustered together with the FROZEN identities (assignments older
+than ``lag_s``, which never change again), using the offline module's distance,
+cannot-link constraints and average linkage. A tracklet may therefore change its
+global id only within ``lag_s`` seconds of its first assignment; every assignment and
+every change is returned as a :class:`Revision` (the runner writes them to
+``revisions.csv``).
+
+Constraints are those of the offline associator, with one conservative change: a
+tracklet still open is taken to last until ``now_s`` (it may still be seen), so two
+open tracks of one camera are never joined and a frozen decision cannot be
+contradicted later by the track growing.
+
+Memory stays flat on endless runs: finished, frozen tracklets are forgotten
+``forget_after_s`` after they ended, and only a compact summary (times, pooled
+embedding) is kept per tracklet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.association.offline import (
+    _parse_windows,
+    appearance_distance,
+    average_linkage,
+    cannot_link_matrix,
+)
+from pipeline.types import Tracklet
+
+__all__ = ["OnlineAssociator", "Revision"]
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A tracklet's global id set (``old_global_id`` = -1) or changed at ``time_s``."""
+
+    time_s: float
+    camera: str
+    track_id: int
+    old_global_id: int
+    new_global_id: int
+
+
+@dataclass
+class _Entry:
+    summary: Tracklet  # start/end only: frames [first, last], no boxes kept
+    length: int
+    is_open: bool
+    global_id: int = -1
+    assigned_s: float = float("nan")
+
+
+def _summary(t: Tracklet) -> Tracklet:
+    return Tracklet(camera_id=t.camera_id, track_id=t.track_id,
+                    frames=t.frames[[0, -1]], timestamps_s=t.timestamps_s[[0, -1]],
+                    xyxy=np.zeros((2, 4), np.float32), embedding=t.embedding,
+                    quality=t.quality)
+
+
+class OnlineAssociator:
+    """Bounded-lag cross-camera association (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.45,
+        min_quality: float = 0.0,
+        transit_windows: Mapping[str, Sequence[float]] | None = None,
+        same_camera_gap_s: float = 0.0,
+        lag_s: float = 10.0,
+        min_frames: int = 10,
+        forget_after_s: float = 600.0,
+    ) -> None:
+        """
+        Args:
+            threshold: Largest average cosine distance at which clusters merge.
+            min_quality: Tracklets whose pooled-embedding quality is below this (or
+                without embedding) are never matched; they get an id of their own.
+            transit_windows: ``{"camA,camB": [min_s, max_s]}`` allowed transit gaps.
+            same_camera_gap_s: Minimum gap for one camera's tracklets to be joined.
+            lag_s: Seconds after its first assignment during which a tracklet's global
+                id may still change; older assignments are frozen.
+            min_frames: Frames an open tracklet needs before it gets a global id.
+            forget_after_s: Finished, frozen tracklets that ended this long ago are
+                dropped from matching (bounds memory and cost on endless runs).
+        """
+        if not 0.0 < threshold <= 2.0:
+            raise ValueError(f"association threshold must be in (0, 2], got {threshold}")
+        if lag_s < 0 or min_frames < 1 or forget_after_s < lag_s:
+            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
+                             f"forget_after_s >= lag_s (got {lag_s}, {min_frames}, "
+                             f"{forget_after_s})")
+        self.threshold = float(threshold)
+        self.min_quality = float(min_quality)
+        self.transit_windows = _parse_windows(transit_windows)
+        self.same_camera_gap_s = float(same_camera_gap_s)
+        self.lag_s = float(lag_s)
+        self.min_frames = int(min_frames)
+        self.forget_after_s = float(forget_after_s)
+        self._entries: dict[Key, _Entry] = {}
+        self._next_id = 1
+        self._members: Counter[int] = Counter()  # keys ever holding each id (live count)
+        self._cameras: dict[int, set[str]] = {}
+        self.revisions = 0
+
+    # ------------------------------------------------------------------ queries
+    def global_id(self, camera: str, track_id: int) -> int:
+        """Current global id of a tracklet, or -1 (not yet assigned / forgotten)."""
+        entry = self._entries.get((camera, int(track_id)))
+        return -1 if entry is None else entry.global_id
+
+    @property
+    def num_identities(self) -> int:
+        """Global ids that hold at least one tracklet."""
+        return sum(1 for n in self._members.values() if n > 0)
+
+    @property
+    def num_multi_camera(self) -> int:
+        """Identities seen by two or more cameras."""
+        return sum(1 for g, cams in self._cameras.items() if self._members[g] > 0
+                   and len(cams) > 1)
+
+    # ------------------------------------------------------------------ updates
+    def update(
+        self,
+        *,
+        now_s: float,
+        open_tracklets: Iterable[Tracklet] = (),
+        finished: Iterable[Tracklet] = (),
+    ) -> list[Revision]:
+        """Take new evidence and (re)assign global ids.
+
+        Args:
+            now_s: Current time, seconds, on the tracklets' clock.
+            open_tracklets: Snapshots of ALL tracklets still open (tracks absent here
+                and not in ``finished`` are treated as ended at their last snapshot).
+            finished: Tracklets that ended since the last call.
+
+        Returns:
+            The assignments (old id -1) and changes made, in key order.
+        """
+        seen: set[Key] = set()
+        for t in open_tracklets:
+            self._store(t, is_open=True)
+            seen.add(t.key)
+        for t in finished:
+            self._store(t, is_open=False)
+            seen.add(t.key)
+        for key, entry in self._entries.items():
+            if entry.is_open and key not in seen:
+                entry.is_open = False
+        revisions = self._assign(float(now_s))
+        self._forget(float(now_s))
+        return revisions
+
+    def finish(self, *, now_s: float, finished: Iterable[Tracklet] = ()) -> list[Revision]:
+        """Last update of a run: every remaining tracklet is closed and gets an id."""
+        for entry in self._entries.values():
+            entry.is_open = False
+        return self.update(now_s=now_s, finished=finished)
+
+    def _store(self, t: Tracklet, *, is_open: bool) -> None:
+        if len(t.frames) == 0:
+            return
+        entry = self._entries.get(t.key)
+        if entry is None:
+            self._entries[t.key] = _Entry(summary=_summary(t), length=len(t.frames),
+                                          is_open=is_open)
+        else:
+            entry.summary, entry.length, entry.is_open = _summary(t), len(t.frames), is_open
+
+    def _matchable(self, entry: _Entry) -> bool:
+        t = entry.summary
+        return t.embedding.size > 0 and t.quality >= self.min_quality
+
+    def _assign(self, now_s: float) -> list[Revision]:
+        frozen: dict[int, list[Key]] = {}
+        movable: list[Key] = []
+        singles: list[Key] = []
+        for key, e in self._entries.items():
+            assigned = e.global_id > 0
+            if assigned and now_s - e.assigned_s > self.lag_s:
+                if self._matchable(e):
+                    frozen.setdefault(e.global_id, []).append(key)
+            elif not self._matchable(e):
+                # No usable appearance (yet): an id of its own once long enough; it
+                # joins others if it gains appearance while still revisable.
+                if not assigned and (not e.is_open or e.length >= self.min_frames):
+                    singles.append(key)
+            elif assigned or not e.is_open or e.length >= self.min_frames:
+                movable.append(key)
+        changes: dict[Key, int] = {key: self._new_id() for key in sorted(singles)}
+        if movable:
+            changes.update(self._recluster(now_s, frozen, sorted(movable)))
+        revisions = []
+        for key, new in sorted(changes.items()):
+            entry = self._entries[key]
+            if new == entry.global_id:
+                continue
+            old = entry.global_id
+            if old > 0:
+                self._members[old] -= 1
+                self.revisions += 1
+            else:
+                entry.assigned_s = now_s
+            entry.global_id = new
+            self._members[new] += 1
+            self._cameras.setdefault(new, set()).add(key[0])
+            revisions.append(Revision(now_s, key[0], key[1], old, new))
+        return revisions
+
+    def _recluster(self, now_s: float, frozen: dict[int, list[Key]],
+                   movable: list[Key]) -> dict[Key, int]:
+        groups = [frozen[g] for g in sorted(frozen)] + [[k] for k in movable]
+        keys = [k for group in groups for k in group]
+        owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+        tracklets = [self._constraint_view(self._entries[k], now_s) for k in keys]
+        dist = appearance_distance(np.stack([t.embedding for t in tracklets]))
+        forbid = cannot_link_matrix(tracklets, self.transit_windows, self.same_camera_gap_s)
+        n = len(groups)
+        # Group-level average distance and "any member pair forbidden".
+        onehot = np.zeros((n, len(keys)))
+        onehot[owner, np.arange(len(keys))] = 1.0
+        sizes = onehot.sum(axis=1)
+        group_dist = onehot @ dist.astype(np.float64) @ onehot.T / np.outer(sizes, sizes)
+        group_forbid = (onehot @ forbid.astype(np.float64) @ onehot.T) > 0
+        n_frozen = len(frozen)
+        group_forbid[:n_frozen, :n_frozen] = True  # frozen identities never merge
+        np.fill_diagonal(group_forbid, False)
+        labels = average_linkage(group_dist, group_forbid, self.threshold, sizes)
+
+        frozen_ids = sorted(frozen)
+        clusters: dict[int, list[int]] = {}
+        for g, lab in enumerate(labels.tolist()):
+            clusters.setdefault(lab, []).append(g)
+        result: dict[Key, int] = {}
+        taken = set(frozen_ids)
+        free_clusters = []
+        for members in clusters.values():
+            anchor = [g for g in members if g < n_frozen]
+            if anchor:
+                gid = frozen_ids[anchor[0]]
+                result.update({groups[g][0]: gid for g in members if g >= n_frozen})
+            else:
+                free_clusters.append(members)
+        # Keep the ids the movable tracklets already have where possible: the id most
+        # of a cluster holds, biggest clusters choosing first.
+        free_clusters.sort(key=lambda m: (-len(m), min(groups[g][0] for g in m)))
+        for members in free_clusters:
+            held = Counter(self._entries[groups[g][0]].global_id for g in members)
+            choice = next((gid for gid, _ in sorted(held.items(), key=lambda x: (-x[1], x[0]))
+                           if gid > 0 and gid not in taken), None)
+            gid = choice if choice is not None else self._new_id()
+            taken.add(gid)
+            result.update({groups[g][0]: gid for g in members})
+        return result
+
+    def _constraint_view(self, entry: _Entry, now_s: float) -> Tracklet:
+        t = entry.summary
+        if not entry.is_open or t.end_s >= now_s:
+            return t
+        return Tracklet(camera_id=t.camera_id, track_id=t.track_id, frames=t.frames,
+                        timestamps_s=[t.start_s, now_s], xyxy=t.xyxy, embedding=t.embedding,
+                        quality=t.quality)
+
+    def _new_id(self) -> int:
+        gid = self._next_id
+        self._next_id += 1
+        return gid
+
+    def _forget(self, now_s: float) -> None:
+        stale = [k for k, e in self._entries.items()
+                 if not e.is_open and now_s - e.summary.end_s > self.forget_after_s
+                 and (e.global_id > 0 and now_s - e.assigned_s > self.lag_s)]
+        for key in stale:
+            del self._entries[key]
+        if stale:
+            logger.debug("online association: forgot %d old tracklets", len(stale))
