@@ -1,6 +1,6 @@
 """The ``mtmc`` command line.
 
-``mtmc run CONFIG --out DIR``      the pipeline on recorded footage
+``mtmc run CONFIG --out DIR``      the pipeline on recorded footage or live cameras
 ``mtmc reid train|eval|export``    re-id model tools
 ``mtmc eval mot|mtmc``             tracking metrics
 
@@ -43,6 +43,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", type=Path, help="YAML run config, e.g. configs/sample.yaml")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N ticks")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many wall-clock seconds (live cameras run until "
+                        "this, Ctrl-C or SIGTERM)")
+    p.add_argument("--health-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds between health log lines of live cameras (default 30)")
     p.add_argument("--save-video", action="store_true", default=None,
                    help="write an annotated video per camera")
     p.add_argument("--device", default=None, help="cpu or cuda (overrides the config)")
@@ -55,24 +60,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.runner import RunOptions, run
 
+    if args.duration is not None and not args.duration > 0:
+        raise ValueError(f"--duration must be > 0 seconds, got {args.duration}")
+    if not args.health_interval > 0:
+        raise ValueError(f"--health-interval must be > 0 seconds, got {args.health_interval}")
     config = load_config(args.config)
     summary = run(config, args.out, RunOptions(
         max_frames=args.max_frames, save_video=args.save_video, device=args.device,
-        threads=args.threads, progress=not args.no_progress))
+        threads=args.threads, progress=not args.no_progress, duration_s=args.duration,
+        health_interval_s=args.health_interval))
     _print_summary(summary, args.out)
-    return 130 if summary["interrupted"] else 0
+    # SIGTERM is the normal way to stop a service: a clean stop, exit 0.
+    return 130 if summary["interrupted"] and summary.get("stopped_by") != "SIGTERM" else 0
 
 
 def _print_summary(summary: dict, out: Path) -> None:
-    lines = [f"{'camera':<12}{'frames':>8}", "-" * 20]
-    lines += [f"{c['id']:<12}{c['frames']:>8}" for c in summary["cameras"]]
+    live = summary.get("live", False)
+    head = f"{'camera':<12}{'frames':>8}"
+    if live:
+        head += f"{'dropped':>9}{'reconnects':>12}{'outage_s':>10}"
+    lines = [head, "-" * len(head)]
+    for c in summary["cameras"]:
+        line = f"{c['id']:<12}{c['frames']:>8}"
+        if live and "health" in c:
+            h = c["health"]
+            line += f"{h['dropped']:>9}{h['reconnects']:>12}{h['outage_s']:>10.1f}"
+        lines.append(line)
     lines += [
-        "-" * 20,
+        "-" * len(head),
         f"tracklets {summary['tracklets']}, identities {summary['identities']} "
         f"({summary['identities_multi_camera']} seen by 2+ cameras), rows {summary['rows']}",
         f"{summary['camera_frames_per_s']} camera-frames/s; ms per camera-frame: "
         + ", ".join(f"{k} {v}" for k, v in summary["stage_ms_per_camera_frame"].items()),
-        f"outputs in {out}/ (trajectories.csv, summary.json)",
+        f"outputs in {out}/ (trajectories.csv, summary.json"
+        + (", revisions.csv, trajectories_final.csv)" if summary.get("association") == "online"
+           else ")"),
     ]
     print("\n".join(lines))
 

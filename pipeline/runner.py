@@ -3,17 +3,29 @@
 The only module that reads configuration and knows every stage. Per tick (one
 time-aligned frame per camera) it detects on all cameras in one call, embeds
 the crops of all cameras in shared batches, updates each camera's tracker and
-tracklet builder, and streams per-camera rows to disk. After the last tick the
-tracklets are associated across cameras and ``trajectories.csv`` is written
-from the streamed rows with the global ids filled in.
+tracklet builder, and streams per-camera rows to disk.
+
+Association ``mode: offline`` (the default for recorded footage): after the last tick
+the tracklets are associated across cameras and ``trajectories.csv`` is written from
+the streamed rows with the global ids filled in. ``mode: online`` (the default for live
+cameras): global ids are assigned while the run goes on, with revisions bounded by a
+lag; rows carry the id known when written and every assignment/revision is logged.
+
+Live cameras are ticked by the wall clock until a duration, a tick limit or
+SIGINT/SIGTERM; every file is flushed at least every ``flush_s`` seconds and written
+in whole lines, so a killed run leaves parseable files.
 
 Files written in ``out_dir`` (schema in README.md):
 
-* ``tracks_local.csv``  per-camera rows as they happen (global_id = -1),
+* ``tracks_local.csv``  (offline) per-camera rows as they happen (global_id = -1),
   flushed regularly, so an interrupted run keeps what it saw;
-* ``trajectories.csv``  the same rows with cross-camera global ids;
+* ``trajectories.csv``  the same rows with cross-camera global ids (online: the id
+  known at write time, -1 before the first assignment);
+* ``revisions.csv``, ``trajectories_final.csv``  (online) the id assignments and
+  revisions, and the rows rewritten with the final ids at the end of the run;
 * ``mot/<camera>.txt``  MOTChallenge rows with local track ids;
-* ``summary.json``      cameras, frames, identities, per-stage ms, throughput;
+* ``summary.json``      cameras (with health counters when live), frames, identities,
+  per-stage ms, throughput;
 * ``plots/*.png`` and, with video enabled, ``video/<camera>.mp4``.
 """
 
@@ -21,10 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +48,14 @@ import numpy as np
 
 from pipeline.association import ASSOCIATORS
 from pipeline.config import RunConfig, check_params
-from pipeline.types import Detections, Frame, GlobalTrack, Tracklet
+from pipeline.runtime import (
+    Housekeeping,
+    live_cameras,
+    multi_camera_identities,
+    restart_after_gaps,
+    stop_on_signals,
+)
+from pipeline.types import Detections, Frame, GlobalTrack, Tracklet, Tracks
 
 __all__ = ["RunOptions", "run", "StageTimer"]
 
@@ -43,13 +64,31 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Command-line overrides of a config for one run."""
+    """Command-line overrides of a config for one run.
+
+    Attributes:
+        max_frames: Stop after this many ticks.
+        duration_s: Stop after this many wall-clock seconds (live cameras, or any run).
+        health_interval_s: Seconds between health log lines of live cameras.
+        flush_s: Longest time written rows stay in memory before reaching the files.
+        stream_options: Extra ``StreamSource`` keyword arguments for live cameras
+            (timeouts, backoff, queue size).
+        outage_reset_s: A live camera silent this long has its tracks ended (so a
+            person seen after the outage is not glued to a track from before it).
+        handle_signals: SIGINT/SIGTERM stop the run cleanly (main thread only).
+    """
 
     max_frames: int | None = None
     save_video: bool | None = None
     device: str | None = None
     threads: int | None = None
     progress: bool = True
+    duration_s: float | None = None
+    health_interval_s: float = 30.0
+    flush_s: float = 2.0
+    stream_options: Mapping[str, Any] | None = None
+    outage_reset_s: float = 3.0
+    handle_signals: bool = True
 
 
 @dataclass
@@ -80,7 +119,8 @@ def _build(family: dict[str, Any], name: str, params: dict[str, Any], section: s
     try:
         cls = family[name]
     except KeyError:
-        raise ValueError(f"{where}: unknown {section} {name!r}; choose one of: "
+        kind = "association mode" if section == "association" else section
+        raise ValueError(f"{where}: unknown {kind} {name!r}; choose one of: "
                          f"{', '.join(sorted(family))}") from None
     check_params(cls, params, section, where)
     return cls(**params)
@@ -114,20 +154,40 @@ class _Embedding:
 def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Run the whole pipeline on the configured cameras and write the outputs.
 
+    Live cameras (rtsp://, http(s)://, webcam) are read until ``options.duration_s``,
+    ``options.max_frames`` ticks, SIGINT or SIGTERM; the outputs are finished and the
+    summary written in every case.
+
     Returns:
         The summary that was written to ``out_dir/summary.json``.
     """
     from pipeline.detection import DETECTORS
-    from pipeline.export import MotWriter, TrajectoryCsvWriter
-    from pipeline.sources import open_source, synchronise
+    from pipeline.export import MotWriter, RevisionCsvWriter, TrajectoryCsvWriter
+    from pipeline.sources import (
+        CameraSet,
+        is_stream_uri,
+        open_source,
+        redact_url,
+        synchronise,
+    )
     from pipeline.tracking import TRACKERS, TrackletBuilder
 
     where = config.source_file
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    live = live_cameras(config, is_stream_uri)
+    # Before any model loads, so a config typo fails at once.
+    assoc_params = dict(config.association.params)
+    mode = str(assoc_params.pop("mode", "online" if live else "offline"))
+    associator = _build(ASSOCIATORS, mode, assoc_params, "association", where)
+    online = mode == "online"
     device = options.device or config.device
     threads = _set_threads(options.threads if options.threads is not None else config.threads)
     save_video = config.output.save_video if options.save_video is None else options.save_video
+    if live and save_video:
+        logger.warning("annotated video is not rendered for live cameras (it re-reads the "
+                       "sources); use the trajectories instead")
+        save_video = False
 
     embed: Callable[[Sequence[np.ndarray], list[Detections]], list[Detections]] | None = None
     if config.reid.enabled:
@@ -141,18 +201,23 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                       {"device": device, **config.detector.params}, "detector", where)
     _set_threads(threads)  # importing ultralytics resets torch's thread count
     check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
-    associator = _build(ASSOCIATORS, "offline", dict(config.association.params),
-                        "association", where)
 
     timer = StageTimer()
     camera_ids = [c.id for c in config.cameras]
     frames_per_camera = dict.fromkeys(camera_ids, 0)
     sizes: dict[str, tuple[int, int]] = {}
-    interrupted = False
+    health: dict[str, dict[str, Any]] = {}
+    closed: list[Tracklet] = []
+    n_tracklets = 0
+    stop = threading.Event()
     wall_start = time.perf_counter()
+    epoch = time.monotonic()
+    stream_options = {"epoch_s": epoch, **dict(options.stream_options or {})}
     with ExitStack() as stack:
+        interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
         sources = [
-            stack.enter_context(open_source(camera_id=c.id, uri=c.source, fps=c.fps))
+            stack.enter_context(open_source(camera_id=c.id, uri=c.source, fps=c.fps,
+                                            stream_options=stream_options if live else None))
             for c in config.cameras
         ]
         fps = {s.camera_id: s.fps for s in sources}
@@ -160,56 +225,121 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                                 "tracker", where) for cid in camera_ids}
         builders = {cid: TrackletBuilder(camera_id=cid, **config.tracklets)
                     for cid in camera_ids}
-        local_csv = stack.enter_context(TrajectoryCsvWriter(out_dir / "tracks_local.csv"))
+        csv_name = "trajectories.csv" if online else "tracks_local.csv"
+        rows_csv = stack.enter_context(TrajectoryCsvWriter(out_dir / csv_name,
+                                                           flush_s=options.flush_s))
+        revisions_csv = stack.enter_context(RevisionCsvWriter(
+            out_dir / "revisions.csv", flush_s=options.flush_s)) if online else None
         mot = {cid: stack.enter_context(MotWriter(out_dir / "mot" / f"{cid}.txt"))
                for cid in camera_ids} if config.output.mot else {}
-        ticks = synchronise(sources, max_frames=options.max_frames)
-        progress = _progress(ticks, sources, options)
+        camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
+                               duration_s=options.duration_s, stop=stop, yield_empty=True)
+        ticks = iter(camera_set) if live else synchronise(sources, max_frames=options.max_frames)
+        house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
+                             camera_set=camera_set, writers=[rows_csv, revisions_csv,
+                                                             *mot.values()])
+        last_seen: dict[str, float] = {}
+        now_s = 0.0
         try:
-            for tick in progress:
-                _process_tick(tick, detector=detector, embed=embed, trackers=trackers,
-                              builders=builders, local_csv=local_csv, mot=mot, timer=timer)
-                for frame in tick:
-                    frames_per_camera[frame.camera_id] += 1
-                    sizes.setdefault(frame.camera_id, frame.size_wh)
+            for tick in _progress(ticks, sources, options):
+                if stop.is_set():
+                    break
+                if options.duration_s is not None and not live and \
+                        time.perf_counter() - wall_start >= options.duration_s:
+                    break
+                if live:
+                    closed += restart_after_gaps(tick, last_seen, trackers, builders,
+                                                  options.outage_reset_s)
+                results = _process_tick(tick, detector=detector, embed=embed,
+                                        trackers=trackers, builders=builders, mot=mot,
+                                        timer=timer) if tick else []
+                if tick:
+                    now_s = max(f.timestamp_s for f in tick)
+                if online and house.association_due(now_s):
+                    with timer("associate"):
+                        finished = closed + [t for b in builders.values() for t in b.finished()]
+                        closed, n_tracklets = [], n_tracklets + len(finished)
+                        snapshots = [t for b in builders.values()
+                                     for t in b.snapshots(min_frames=associator.min_frames)]
+                        revisions_csv.write(associator.update(
+                            now_s=now_s, open_tracklets=snapshots, finished=finished))
+                with timer("write"):
+                    for frame, tracks in results:
+                        gids = ([associator.global_id(frame.camera_id, t)
+                                 for t in tracks.track_id.tolist()] if online else None)
+                        rows_csv.write(camera=frame.camera_id, frame=frame.index,
+                                       timestamp_s=frame.timestamp_s, tracks=tracks,
+                                       global_ids=gids)
+                        frames_per_camera[frame.camera_id] += 1
+                        sizes.setdefault(frame.camera_id, frame.size_wh)
+                house.tick()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted.append("SIGINT")
             logger.warning("interrupted: finishing with the frames processed so far")
+        health = camera_set.health()
+        if live:
+            fps = {s.camera_id: s.fps for s in sources}
+        with timer("associate"):
+            tracklets: list[Tracklet] = closed + [t for b in builders.values()
+                                                  for t in b.finish()]
+            n_tracklets += len(tracklets)
+            if online:
+                revisions_csv.write(associator.finish(now_s=now_s, finished=tracklets))
+                global_of: dict[tuple[str, int], int] = {}
+            else:
+                identities = associator.associate(tracklets) if embed is not None else [
+                    GlobalTrack(global_id=i, members=(t.key,))
+                    for i, t in enumerate(tracklets, 1)]
+                global_of = {key: g.global_id for g in identities for key in g.members}
     loop_s = time.perf_counter() - wall_start
 
-    with timer("associate"):
-        tracklets: list[Tracklet] = [t for b in builders.values() for t in b.finish()]
-        identities = associator.associate(tracklets) if embed is not None else [
-            GlobalTrack(global_id=i, members=(t.key,)) for i, t in enumerate(tracklets, 1)
-        ]
-    global_of = {key: g.global_id for g in identities for key in g.members}
     with timer("export"):
-        rows = _write_trajectories(out_dir, global_of)
-        outputs = _write_extras(out_dir, config, global_of, fps, sizes, save_video, options)
+        if online:
+            from pipeline.export import final_global_ids, rewrite_global_ids
+
+            global_of = final_global_ids(out_dir / "revisions.csv")
+            rows = rewrite_global_ids(out_dir / "trajectories.csv",
+                                      out_dir / "trajectories_final.csv", global_of)
+            n_ids = len(set(global_of.values()))
+            n_multi = multi_camera_identities(global_of)
+        else:
+            rows = _write_trajectories(out_dir, global_of)
+            n_ids = len(identities)
+            n_multi = sum(len(g.cameras) > 1 for g in identities)
+        final_csv = "trajectories_final.csv" if online else "trajectories.csv"
+        outputs = _write_extras(out_dir, config, global_of, fps, sizes, save_video, options,
+                                final_csv)
     total_frames = sum(frames_per_camera.values())
     summary = {
         "config": where,
-        "cameras": [{"id": c.id, "source": c.source, "fps": fps.get(c.id),
-                     "frames": frames_per_camera[c.id], "size_wh": sizes.get(c.id)}
+        "cameras": [{"id": c.id, "source": redact_url(c.source), "fps": fps.get(c.id),
+                     "frames": frames_per_camera[c.id], "size_wh": sizes.get(c.id),
+                     **({"health": health[c.id]} if c.id in health else {})}
                     for c in config.cameras],
+        "live": live,
+        "association": mode,
         "camera_frames": total_frames,
         "ticks": max(frames_per_camera.values(), default=0),
-        "tracklets": len(tracklets),
-        "identities": len(identities),
-        "identities_multi_camera": sum(len(g.cameras) > 1 for g in identities),
+        "tracklets": n_tracklets,
+        "identities": n_ids,
+        "identities_multi_camera": n_multi,
+        "revisions": associator.revisions if online else 0,
         "rows": rows,
         "stage_ms": {k: round(v, 1) for k, v in timer.totals_ms.items()},
         "stage_ms_per_camera_frame": {k: round(v / max(total_frames, 1), 2)
                                       for k, v in timer.totals_ms.items()},
         "loop_s": round(loop_s, 2),
         "camera_frames_per_s": round(total_frames / loop_s, 2) if loop_s > 0 else None,
-        "interrupted": interrupted,
+        "interrupted": bool(interrupted),
+        "stopped_by": interrupted[0] if interrupted else None,
         "device": device,
         "threads": threads,
         "machine": platform.processor() or platform.machine(),
         "outputs": outputs,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    temporary = out_dir / "summary.json.part"
+    temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(temporary, out_dir / "summary.json")
     return summary
 
 
@@ -227,25 +357,27 @@ def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
 
 
 def _process_tick(tick: list[Frame], *, detector: Any, embed: Any, trackers: dict[str, Any],
-                  builders: dict[str, Any], local_csv: Any, mot: dict[str, Any],
-                  timer: StageTimer) -> None:
+                  builders: dict[str, Any], mot: dict[str, Any],
+                  timer: StageTimer) -> list[tuple[Frame, Tracks]]:
+    """Detect, embed and track one tick; returns each frame with its tracks."""
     images = [f.image_bgr for f in tick]
     with timer("detect"):
         detections = detector.detect(images)
     if embed is not None:
         with timer("embed"):
             detections = embed(images, detections)
+    results = []
     for frame, dets in zip(tick, detections, strict=True):
         cid = frame.camera_id
         with timer("track"):
             tracks = trackers[cid].update(dets)
             builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
                                  frame.size_wh)
-        with timer("write"):
-            local_csv.write(camera=cid, frame=frame.index, timestamp_s=frame.timestamp_s,
-                            tracks=tracks, global_ids=None)
-            if cid in mot:
+        if cid in mot:
+            with timer("write"):
                 mot[cid].write(frame.index, tracks)
+        results.append((frame, tracks))
+    return results
 
 
 def _write_trajectories(out_dir: Path, global_of: dict[tuple[str, int], int]) -> int:
@@ -258,19 +390,22 @@ def _write_trajectories(out_dir: Path, global_of: dict[tuple[str, int], int]) ->
 
 def _write_extras(out_dir: Path, config: RunConfig, global_of: dict[tuple[str, int], int],
                   fps: dict[str, float], sizes: dict[str, tuple[int, int]], save_video: bool,
-                  options: RunOptions) -> dict[str, Any]:
+                  options: RunOptions, final_csv: str = "trajectories.csv") -> dict[str, Any]:
     outputs: dict[str, Any] = {"trajectories": "trajectories.csv"}
+    if final_csv != "trajectories.csv":
+        outputs["trajectories_final"] = final_csv
+        outputs["revisions"] = "revisions.csv"
     if config.output.mot:
         outputs["mot"] = {c.id: f"mot/{c.id}.txt" for c in config.cameras}
     if config.output.plots:
         from pipeline.export import plot_trajectories
 
         outputs["plots"] = [str(p.relative_to(out_dir)) for p in
-                            plot_trajectories(out_dir / "trajectories.csv", out_dir / "plots")]
+                            plot_trajectories(out_dir / final_csv, out_dir / "plots")]
     if save_video:
         from pipeline.export import render_videos
 
         outputs["video"] = [str(p.relative_to(out_dir)) for p in render_videos(
-            config=config, trajectories=out_dir / "trajectories.csv",
+            config=config, trajectories=out_dir / final_csv,
             out_dir=out_dir / "video", max_frames=options.max_frames)]
     return outputs

@@ -195,3 +195,19 @@ def test_builder_snapshots_do_not_close_tracks():
     assert len(snaps[0].frames) == 4 and snaps[0].embedding.shape == (4,)
     assert builder.num_open == 1
     assert [len(t.frames) for t in builder.finish()] == [4]
+
+
+@pytest.mark.parametrize(("association", "message"), [
+    ({"mode": "sometimes"}, "unknown association mode 'sometimes'; choose one of: offline, online"),
+    ({"mode": "offline", "lag_s": 5}, "unknown key.*'lag_s' in association"),
+    ({"mode": "online", "lag": 5}, "unknown key.*'lag' in association"),
+])
+def test_runner_validates_association_mode_and_keys_before_loading_models(
+        tmp_path, association, message):
+    from pipeline.config import config_from_dict
+    from pipeline.runner import RunOptions, run
+
+    config = config_from_dict({"cameras": [{"id": "c", "source": "missing.mp4"}],
+                               "association": association}, base_dir=tmp_path, where="x.yaml")
+    with pytest.raises(ValueError, match=message):
+        run(config, tmp_path / "out", RunOptions(progress=False))
