@@ -17,12 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.export import read_revisions, read_trajectories
+from pipeline.runtime import stop_on_signals
 from pipeline.sources import StreamSource, live_ticks, redact_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +137,18 @@ def test_live_ticks_take_newest_and_skip_silent_cameras():
     b = _FakeLive("b", ["b0"])
     ticks = list(live_ticks([a, b], period_s=0.01, max_ticks=3, duration_s=0.3))
     assert ticks == [["a1", "b0"], ["a0"]]  # then nothing new until the duration ends
+
+
+def test_signals_stop_cleanly_and_second_ctrl_c_aborts():
+    stop = threading.Event()
+    with stop_on_signals(stop, enabled=True) as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        _wait(stop.is_set, 5, "the SIGTERM handler")
+        with pytest.raises(KeyboardInterrupt):  # SIGINT after a stop request: abort now
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert received == ["SIGTERM"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
 
 def test_stream_source_survives_freeze_kill_and_restart(rtsp, caplog):
