@@ -58,12 +58,13 @@ class ReidConfig:
     """Appearance embedding of detections and tracklets.
 
     Attributes:
-        model: Key of ``REID_MODELS`` (informational; the weights file names its model).
+        model: Key of ``REID_MODELS``; must match the model named inside ``weights``.
         weights: safetensors file written by ``mtmc reid train``.
         batch_size: Crops per model call (all cameras of a tick share batches).
         min_score: Detections below this score are not embedded (they still track by IoU).
         min_height_px: Crops shorter than this are not embedded (too little detail).
         enabled: False runs motion-only tracking and skips cross-camera association.
+        precision: "fp32" or "bf16" (torch autocast) for the re-id model on the CPU.
     """
 
     model: str = "hacnn"
@@ -72,6 +73,7 @@ class ReidConfig:
     min_score: float = 0.4
     min_height_px: float = 32.0
     enabled: bool = True
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)

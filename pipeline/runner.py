@@ -193,8 +193,9 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     if config.reid.enabled:
         from pipeline.reid.embedder import CropEmbedder
 
-        embedder = CropEmbedder(weights=Path(config.reid.weights), device=device,
-                                batch_size=config.reid.batch_size, threads=threads)
+        embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
+                                device=device, batch_size=config.reid.batch_size,
+                                threads=threads, precision=config.reid.precision)
         embed = _Embedding(embedder, min_score=config.reid.min_score,
                            min_height_px=config.reid.min_height_px)
     detector = _build(DETECTORS, config.detector.name,

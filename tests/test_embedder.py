@@ -115,3 +115,15 @@ def test_onnx_backend_same_person_closer_than_others() -> None:
     assert out.shape == (4, 512)
     sims = out[1:] @ out[0]
     assert sims[0] > sims[1:].max()
+
+
+def test_shipped_weights_in_bf16_agree_with_fp32_on_real_crops() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "hacnn_cuhk.safetensors"
+    crops = [cv2.imread(str(p)) for p in sorted(CUHK01.glob("000[1-4]_c*.jpg"))]
+    fp32 = CropEmbedder(model="hacnn", weights=shipped).embed_crops(crops)
+    bf16 = CropEmbedder(model="hacnn", weights=shipped, precision="bf16").embed_crops(crops)
+    assert bf16.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-4)
+    assert (fp32 * bf16).sum(axis=1).min() > 0.995
+    with pytest.raises(ValueError, match="precision"):
+        CropEmbedder(model="hacnn", weights=shipped, precision="fp8")
