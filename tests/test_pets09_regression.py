@@ -1,0 +1,43 @@
+"""Golden-metric regression: the whole pipeline on PETS09-S2L1 (795 frames) vs its gt.
+
+Runs ``configs/pets09_s2l1.yaml`` exactly as shipped (detector, tracker, re-id) and
+scores the MOT output with trackeval. The floors sit a little under the figures
+measured when they were set (docs/PIPELINE.md gives those and the command,
+``python3 benchmarks/pets09_pipeline.py``); a change that loses tracking quality
+fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("pets09_pipeline",
+                                               REPO / "benchmarks" / "pets09_pipeline.py")
+pets09_pipeline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pets09_pipeline)
+
+# Measured 2026-11-21 with the shipped config: HOTA 0.592, IDF1 0.822, MOTA 0.802,
+# IDSW 16 (motion only: HOTA 0.566, IDF1 0.743). Floors leave ~3 points for platform
+# differences; IDF1's floor stays above the motion-only figure so losing re-id fails.
+FLOORS = {"HOTA": 0.56, "IDF1": 0.78, "MOTA": 0.77}
+
+
+@pytest.fixture(scope="module")
+def pets09_metrics(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pets09")
+    return pets09_pipeline.evaluate_pets09(REPO / "configs" / "pets09_s2l1.yaml", out,
+                                           progress=False)
+
+
+@pytest.mark.parametrize("metric", sorted(FLOORS))
+def test_pets09_metric_does_not_drop(pets09_metrics, metric):
+    assert pets09_metrics[metric] >= FLOORS[metric], pets09_metrics
+
+
+def test_pets09_identity_switches_stay_few(pets09_metrics):
+    # 19 people in the gt; measured 16 switches with re-id, 22 without.
+    assert pets09_metrics["IDSW"] <= 30, pets09_metrics
