@@ -18,7 +18,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_shipped_configs_load_and_point_at_existing_files():
-    for name in ("sample.yaml", "pets09_s2l1.yaml"):
+    for name in ("sample.yaml", "pets09_s2l1.yaml", "pets09_s2l1_motion_only.yaml"):
         config = load_config(REPO / "configs" / name)
         assert config.cameras
         for camera in config.cameras:
