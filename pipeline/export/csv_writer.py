@@ -27,14 +27,13 @@ import csv
 import io
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
+from pipeline.export.lines import LineBatchWriter
 from pipeline.types import Tracks
 
 __all__ = [
@@ -76,7 +75,7 @@ def _format_rows(
     return lines
 
 
-class TrajectoryCsvWriter:
+class TrajectoryCsvWriter(LineBatchWriter):
     """Append trajectory rows to a CSV file incrementally (see the module docstring).
 
     Example:
@@ -93,20 +92,7 @@ class TrajectoryCsvWriter:
             flush_s: Append buffered rows when the last append is this many seconds
                 old (checked whenever rows are written).
         """
-        if flush_rows < 1 or flush_s < 0:
-            raise ValueError(
-                f"flush_rows must be >= 1 and flush_s >= 0, got {flush_rows}, {flush_s}"
-            )
-        self.path = Path(path)
-        self.flush_rows = int(flush_rows)
-        self.flush_s = float(flush_s)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered binary: each flush is one os-level write of whole lines.
-        self._file: io.RawIOBase | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
-        self._pending: list[str] = []
-        self._last_flush = time.monotonic()
-        self.rows_written = 0
-        self._write_text(_HEADER)
+        super().__init__(path, header=_HEADER, flush_rows=flush_rows, flush_s=flush_s)
 
     def write(
         self,
@@ -152,52 +138,6 @@ class TrajectoryCsvWriter:
             )
         self._queue(lines)
         return len(lines)
-
-    def _queue(self, lines: list[str]) -> None:
-        if self._file is None:
-            raise ValueError(f"{self.path}: writer is closed")
-        self._pending += lines
-        stale = time.monotonic() - self._last_flush >= self.flush_s
-        if len(self._pending) >= self.flush_rows or (stale and self._pending):
-            self.flush()
-
-    def flush(self) -> None:
-        """Append every queued row now (one write of whole lines)."""
-        if self._file is None or not self._pending:
-            self._last_flush = time.monotonic()
-            return
-        lines, self._pending = self._pending, []
-        self._write_text("".join(lines))
-        self.rows_written += len(lines)
-        self._last_flush = time.monotonic()
-
-    def _write_text(self, text: str) -> None:
-        assert self._file is not None
-        data = memoryview(text.encode("utf-8"))
-        while data:  # raw writes may be partial (e.g. signals); finish the batch
-            written = self._file.write(data)
-            data = data[written or 0 :]
-
-    def close(self) -> None:
-        """Flush and close (safe to call twice)."""
-        if self._file is None:
-            return
-        try:
-            self.flush()
-        finally:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> TrajectoryCsvWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(eq=False)

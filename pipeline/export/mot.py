@@ -10,30 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
+from pipeline.export.lines import LineBatchWriter
 from pipeline.geometry import tlwh_to_xyxy, xyxy_to_tlwh
 from pipeline.types import Tracks
 
 __all__ = ["MotWriter", "MotFrame", "read_mot"]
 
 
-class MotWriter:
+class MotWriter(LineBatchWriter):
     """Write one camera's tracks as a MOTChallenge result file.
 
-    Rows are buffered and appended in whole-line batches (every ``flush_rows`` rows and
-    on close). Parent folders are created.
+    Rows are appended in whole-line batches (every ``flush_rows`` rows, every
+    ``flush_s`` seconds and on close). Parent folders are created.
     """
 
-    def __init__(self, path: Path | str, *, flush_rows: int = 512) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.flush_rows = int(flush_rows)
-        self._file = open(self.path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-        self._pending: list[str] = []
-        self.rows_written = 0
+    def __init__(self, path: Path | str, *, flush_rows: int = 512, flush_s: float = 2.0) -> None:
+        super().__init__(path, flush_rows=flush_rows, flush_s=flush_s)
 
     def write(self, frame_index: int, tracks: Tracks) -> int:
         """Queue the tracks of one frame.
@@ -51,47 +46,13 @@ class MotWriter:
         self, frame_index: int, ids: np.ndarray, xyxy: np.ndarray, score: np.ndarray
     ) -> int:
         """Queue rows from arrays: ids int (N,), xyxy float (N, 4) pixels, score (N,)."""
-        if self._file is None:
-            raise ValueError(f"{self.path}: writer is closed")
         tlwh = xyxy_to_tlwh(xyxy)
         frame = int(frame_index) + 1
-        for track_id, (x, y, w, h), conf in zip(ids, tlwh, score, strict=True):
-            self._pending.append(
-                f"{frame},{int(track_id)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{conf:.4f},-1,-1,-1\n"
-            )
-        if len(self._pending) >= self.flush_rows:
-            self.flush()
+        self._queue([
+            f"{frame},{int(track_id)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{conf:.4f},-1,-1,-1\n"
+            for track_id, (x, y, w, h), conf in zip(ids, tlwh, score, strict=True)
+        ])
         return len(ids)
-
-    def flush(self) -> None:
-        """Append the queued rows now."""
-        if self._file is None or not self._pending:
-            return
-        lines, self._pending = self._pending, []
-        self._file.write("".join(lines))
-        self._file.flush()
-        self.rows_written += len(lines)
-
-    def close(self) -> None:
-        """Flush and close (safe to call twice)."""
-        if self._file is None:
-            return
-        try:
-            self.flush()
-        finally:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> MotWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(eq=False)

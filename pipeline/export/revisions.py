@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from pipeline.export.lines import LineBatchWriter
 
 __all__ = ["REVISION_COLUMNS", "RevisionCsvWriter", "read_revisions", "final_global_ids"]
 
@@ -40,65 +40,22 @@ def _camera_text(camera: str) -> str:
     return buffer.getvalue()
 
 
-class RevisionCsvWriter:
+class RevisionCsvWriter(LineBatchWriter):
     """Append revision rows incrementally (see the module docstring)."""
 
     def __init__(self, path: Path | str, *, flush_s: float = 2.0) -> None:
         """Create (truncate) ``path`` and write the header; ``flush_s`` >= 0."""
-        self.path = Path(path)
-        self.flush_s = float(flush_s)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: io.RawIOBase | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
-        self._pending: list[str] = []
-        self._last_flush = time.monotonic()
-        self.rows_written = 0
-        self._write(",".join(REVISION_COLUMNS) + "\n")
+        super().__init__(path, header=",".join(REVISION_COLUMNS) + "\n", flush_s=flush_s)
 
     def write(self, revisions: Iterable[Any]) -> int:
         """Queue revisions (objects with the five schema attributes); returns how many."""
-        if self._file is None:
-            raise ValueError(f"{self.path}: writer is closed")
         lines = [
             f"{r.time_s:.4f},{_camera_text(str(r.camera))},{int(r.track_id)},"
             f"{int(r.old_global_id)},{int(r.new_global_id)}\n"
             for r in revisions
         ]
-        self._pending += lines
-        if self._pending and time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+        self._queue(lines)
         return len(lines)
-
-    def flush(self) -> None:
-        """Append every queued row now."""
-        if self._file is not None and self._pending:
-            lines, self._pending = self._pending, []
-            self._write("".join(lines))
-            self.rows_written += len(lines)
-        self._last_flush = time.monotonic()
-
-    def _write(self, text: str) -> None:
-        assert self._file is not None
-        data = memoryview(text.encode("utf-8"))
-        while data:
-            written = self._file.write(data)
-            data = data[written or 0:]
-
-    def close(self) -> None:
-        """Flush and close (safe to call twice)."""
-        if self._file is None:
-            return
-        try:
-            self.flush()
-        finally:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> RevisionCsvWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.close()
 
 
 def read_revisions(path: Path | str) -> list[tuple[float, str, int, int, int]]:
