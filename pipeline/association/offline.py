@@ -24,7 +24,13 @@ import numpy as np
 
 from pipeline.types import GlobalTrack, Tracklet
 
-__all__ = ["OfflineAssociator", "average_linkage", "cannot_link_matrix", "appearance_distance"]
+__all__ = [
+    "AssociationRules",
+    "OfflineAssociator",
+    "appearance_distance",
+    "average_linkage",
+    "cannot_link_matrix",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +136,8 @@ def average_linkage(
     return label
 
 
-class OfflineAssociator:
-    """Whole-recording cross-camera association by constrained agglomerative clustering."""
+class AssociationRules:
+    """Settings shared by the offline and online associators: when may tracklets merge."""
 
     def __init__(
         self,
@@ -160,6 +166,13 @@ class OfflineAssociator:
         self.min_quality = float(min_quality)
         self.transit_windows = _parse_windows(transit_windows)
         self.same_camera_gap_s = float(same_camera_gap_s)
+
+
+class OfflineAssociator(AssociationRules):
+    """Whole-recording cross-camera association by constrained agglomerative clustering.
+
+    Keyword arguments: see :class:`AssociationRules`.
+    """
 
     def associate(self, tracklets: Sequence[Tracklet]) -> list[GlobalTrack]:
         """Group tracklets into global identities.

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.association.offline import (
-    _parse_windows,
+    AssociationRules,
     appearance_distance,
     average_linkage,
     cannot_link_matrix,
@@ -73,13 +73,13 @@ def _summary(t: Tracklet) -> Tracklet:
                     quality=t.quality)
 
 
-class OnlineAssociator:
+class OnlineAssociator(AssociationRules):
     """Bounded-lag cross-camera association (see the module docstring)."""
 
     def __init__(
         self,
         *,
-        threshold: float = 0.45,
+        threshold: float = 0.40,
         min_quality: float = 0.0,
         transit_windows: Mapping[str, Sequence[float]] | None = None,
         same_camera_gap_s: float = 0.0,
@@ -89,27 +89,20 @@ class OnlineAssociator:
     ) -> None:
         """
         Args:
-            threshold: Largest average cosine distance at which clusters merge.
-            min_quality: Tracklets whose pooled-embedding quality is below this (or
-                without embedding) are never matched; they get an id of their own.
-            transit_windows: ``{"camA,camB": [min_s, max_s]}`` allowed transit gaps.
-            same_camera_gap_s: Minimum gap for one camera's tracklets to be joined.
             lag_s: Seconds after its first assignment during which a tracklet's global
                 id may still change; older assignments are frozen.
             min_frames: Frames an open tracklet needs before it gets a global id.
             forget_after_s: Finished, frozen tracklets that ended this long ago are
                 dropped from matching (bounds memory and cost on endless runs).
+            threshold, min_quality, transit_windows, same_camera_gap_s: as for
+                :class:`AssociationRules` (the same defaults as offline).
         """
-        if not 0.0 < threshold <= 2.0:
-            raise ValueError(f"association threshold must be in (0, 2], got {threshold}")
+        super().__init__(threshold=threshold, min_quality=min_quality,
+                         transit_windows=transit_windows, same_camera_gap_s=same_camera_gap_s)
         if lag_s < 0 or min_frames < 1 or forget_after_s < lag_s:
             raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
                              f"forget_after_s >= lag_s (got {lag_s}, {min_frames}, "
                              f"{forget_after_s})")
-        self.threshold = float(threshold)
-        self.min_quality = float(min_quality)
-        self.transit_windows = _parse_windows(transit_windows)
-        self.same_camera_gap_s = float(same_camera_gap_s)
         self.lag_s = float(lag_s)
         self.min_frames = int(min_frames)
         self.forget_after_s = float(forget_after_s)
