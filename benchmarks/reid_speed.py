@@ -64,11 +64,14 @@ def bench(weights: list[Path], batches: list[int], repeats: int, threads: int) -
                 onnx_path = export_onnx(model, Path(tmp) / f"{path.stem}.onnx")
                 xml = export_openvino(onnx_path, Path(tmp) / f"{path.stem}.xml")
 
-                def torch_fn(x, model=model):
-                    with torch.inference_mode():
-                        return model(torch.from_numpy(x)).numpy()
+                def torch_fn(x, model=model, bf16=False):
+                    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
+                                                                enabled=bf16):
+                        return model(torch.from_numpy(x)).float().numpy()
 
-                runners = {"pytorch": torch_fn, "onnxruntime": onnx_runner(onnx_path, threads),
+                runners = {"pytorch": torch_fn,
+                           "pytorch-bf16": lambda x, f=torch_fn: f(x, bf16=True),
+                           "onnxruntime": onnx_runner(onnx_path, threads),
                            "openvino-f32": openvino_runner(xml, "f32", threads),
                            "openvino-bf16": openvino_runner(xml, "bf16", threads)}
             for batch_size in batches:
