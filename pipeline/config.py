@@ -64,7 +64,14 @@ class ReidConfig:
         min_score: Detections below this score are not embedded (they still track by IoU).
         min_height_px: Crops shorter than this are not embedded (too little detail).
         enabled: False runs motion-only tracking and skips cross-camera association.
-        precision: "fp32" or "bf16" (torch autocast) for the re-id model on the CPU.
+        precision: "fp32" or "bf16" arithmetic for the re-id model (torch autocast or
+            OpenVINO inference precision).
+        backend: "torch", "openvino" (the safetensors file is converted at start-up)
+            or "onnx" (weights must then be an exported .onnx file).
+        refresh_frames: A detection that clearly continues a track, with no other
+            person near, is re-embedded only when the track's last embedding is this
+            many frames old; births and ambiguous detections are always embedded.
+            1 embeds every eligible detection (see ``pipeline.reid.schedule``).
     """
 
     model: str = "hacnn"
@@ -74,6 +81,8 @@ class ReidConfig:
     min_height_px: float = 32.0
     enabled: bool = True
     precision: str = "fp32"
+    backend: str = "torch"
+    refresh_frames: int = 1
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import platform
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,28 +127,52 @@ def _build(family: dict[str, Any], name: str, params: dict[str, Any], section: s
 
 
 class _Embedding:
-    """Selects which detections are worth embedding and fills Detections.embedding."""
+    """Chooses which detections to embed (size, score, schedule) and fills their rows.
 
-    def __init__(self, embedder: Any, *, min_score: float, min_height_px: float) -> None:
+    One :class:`~pipeline.reid.schedule.EmbeddingScheduler` per camera decides, from
+    the previous frame's tracks, which eligible detections need appearance now; the
+    rest keep zero rows, which the tracker and tracklet builder read as "no appearance".
+    """
+
+    def __init__(self, embedder: Any, *, camera_ids: Sequence[str], min_score: float,
+                 min_height_px: float, refresh_frames: int) -> None:
+        from pipeline.reid.schedule import EmbeddingScheduler
+
         self.embedder = embedder
         self.min_score = min_score
         self.min_height_px = min_height_px
+        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=refresh_frames)
+                           for cid in camera_ids}
+        self.eligible = 0  # detections good enough to embed
+        self.embedded = 0  # of those, embedded (the schedule skipped the rest)
 
-    def __call__(self, images: Sequence[np.ndarray], dets: list[Detections]) -> list[Detections]:
-        keep = [
-            (d.score >= self.min_score) & ((d.xyxy[:, 3] - d.xyxy[:, 1]) >= self.min_height_px)
-            for d in dets
-        ]
+    def __call__(self, camera_ids: Sequence[str], images: Sequence[np.ndarray],
+                 dets: list[Detections]) -> list[Detections]:
+        keep = []
+        for cid, d in zip(camera_ids, dets, strict=True):
+            eligible = (d.score >= self.min_score) & (
+                (d.xyxy[:, 3] - d.xyxy[:, 1]) >= self.min_height_px)
+            keep.append(self.schedulers[cid].select(d, eligible))
+            self.eligible += int(eligible.sum())
         vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep, strict=True)])
         dim = self.embedder.embedding_dim
         out = []
         for d, k, v in zip(dets, keep, vectors, strict=True):
-            # Rows left unembedded stay zero: zero vectors carry no appearance and the
-            # tracker and tracklet builder ignore them.
             full = np.zeros((len(d), dim), np.float32)
             full[k] = v
+            self.embedded += int(k.sum())
             out.append(Detections(xyxy=d.xyxy, score=d.score, embedding=full))
         return out
+
+    def observe(self, camera_id: str, tracks: Tracks) -> None:
+        """Feed a camera's tracker output back to its scheduler."""
+        self.schedulers[camera_id].observe(tracks)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for the run summary."""
+        share = self.embedded / self.eligible if self.eligible else 0.0
+        return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
+                "embedded_share": round(share, 4)}
 
 
 def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
@@ -189,15 +213,18 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                        "sources); use the trajectories instead")
         save_video = False
 
-    embed: Callable[[Sequence[np.ndarray], list[Detections]], list[Detections]] | None = None
+    embed: _Embedding | None = None
     if config.reid.enabled:
         from pipeline.reid.embedder import CropEmbedder
 
         embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
                                 device=device, batch_size=config.reid.batch_size,
-                                threads=threads, precision=config.reid.precision)
-        embed = _Embedding(embedder, min_score=config.reid.min_score,
-                           min_height_px=config.reid.min_height_px)
+                                threads=threads, precision=config.reid.precision,
+                                backend=config.reid.backend)
+        embed = _Embedding(embedder, camera_ids=[c.id for c in config.cameras],
+                           min_score=config.reid.min_score,
+                           min_height_px=config.reid.min_height_px,
+                           refresh_frames=config.reid.refresh_frames)
     detector = _build(DETECTORS, config.detector.name,
                       {"device": device, **config.detector.params}, "detector", where)
     _set_threads(threads)  # importing ultralytics resets torch's thread count
@@ -326,6 +353,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
         "identities_multi_camera": n_multi,
         "revisions": associator.revisions if online else 0,
         "rows": rows,
+        "reid": embed.stats() if embed is not None else None,
         "stage_ms": {k: round(v, 1) for k, v in timer.totals_ms.items()},
         "stage_ms_per_camera_frame": {k: round(v / max(total_frames, 1), 2)
                                       for k, v in timer.totals_ms.items()},
@@ -357,7 +385,8 @@ def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
     return tqdm(ticks, total=total, unit="tick", desc="mtmc run", dynamic_ncols=True)
 
 
-def _process_tick(tick: list[Frame], *, detector: Any, embed: Any, trackers: dict[str, Any],
+def _process_tick(tick: list[Frame], *, detector: Any, embed: _Embedding | None,
+                  trackers: dict[str, Any],
                   builders: dict[str, Any], mot: dict[str, Any],
                   timer: StageTimer) -> list[tuple[Frame, Tracks]]:
     """Detect, embed and track one tick; returns each frame with its tracks."""
@@ -366,12 +395,14 @@ def _process_tick(tick: list[Frame], *, detector: Any, embed: Any, trackers: dic
         detections = detector.detect(images)
     if embed is not None:
         with timer("embed"):
-            detections = embed(images, detections)
+            detections = embed([f.camera_id for f in tick], images, detections)
     results = []
     for frame, dets in zip(tick, detections, strict=True):
         cid = frame.camera_id
         with timer("track"):
             tracks = trackers[cid].update(dets)
+            if embed is not None:
+                embed.observe(cid, tracks)
             builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
                                  frame.size_wh)
         if cid in mot:

@@ -127,3 +127,19 @@ def test_shipped_weights_in_bf16_agree_with_fp32_on_real_crops() -> None:
     assert (fp32 * bf16).sum(axis=1).min() > 0.995
     with pytest.raises(ValueError, match="precision"):
         CropEmbedder(model="hacnn", weights=shipped, precision="fp8")
+
+
+@pytest.mark.parametrize(("precision", "min_cos"), [("fp32", 0.9999), ("bf16", 0.995)])
+def test_openvino_backend_matches_torch_on_real_crops(precision: str, min_cos: float) -> None:
+    """The OpenVINO backend converts our safetensors at load and embeds like PyTorch."""
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "hacnn_cuhk.safetensors"
+    crops = [cv2.imread(str(p)) for p in sorted(CUHK01.glob("000[1-4]_c*.jpg"))]
+    ref = CropEmbedder(model="hacnn", weights=shipped).embed_crops(crops)
+    ov = CropEmbedder(model="hacnn", weights=shipped, backend="openvino", precision=precision,
+                      threads=2, batch_size=5)
+    got = ov.embed_crops(crops)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert ov.input_hw == (160, 64) and ov.embedding_dim == ref.shape[1]
+    assert (ref * got).sum(axis=1).min() > min_cos
+    with pytest.raises(ValueError, match="openvino"):
+        CropEmbedder(model="hacnn", weights=shipped, backend="tensorrt")

@@ -24,6 +24,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # RGB
 
 _INTERP = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
+BACKENDS = ("onnx", "openvino", "torch")
+
 TRAIN_HINT = (
     "train one with `mtmc reid train --model <rga|pfsa|hacnn> ...` or pass the path of an "
     "existing .safetensors/.onnx file"
@@ -91,26 +93,29 @@ def _l2n(x: np.ndarray) -> np.ndarray:
 
 
 class CropEmbedder:
-    """Embeds person crops with a re-id model (PyTorch or ONNX Runtime).
+    """Embeds person crops with a re-id model (PyTorch, OpenVINO or ONNX Runtime).
 
     Args:
         model: A loaded re-id ``nn.Module`` (used as is; the caller owns its
             weights), or a registry name checked against the weights' model card,
             or None to take the model from ``weights``.
-        weights: ``.safetensors`` file written by ``mtmc reid train`` (torch
-            backend) or ``.onnx`` file (onnx backend). Required unless ``model``
-            is an ``nn.Module``: random weights are never used silently.
-        device: Torch device string ("cpu", "cuda").
+        weights: ``.safetensors`` file written by ``mtmc reid train`` (torch and
+            openvino backends; openvino converts it at load, through ONNX, in a few
+            seconds), an OpenVINO ``.xml`` IR (openvino backend) or an ``.onnx`` file
+            (onnx backend). Required unless ``model`` is an ``nn.Module``: random
+            weights are never used silently.
+        device: Torch device string ("cpu", "cuda"); the other backends run on the CPU.
         batch_size: Crops per model call.
-        backend: "torch" or "onnx".
-        threads: Intra-op threads for torch / onnxruntime; None leaves the
+        backend: "torch", "openvino" or "onnx".
+        threads: Intra-op threads for torch / OpenVINO / onnxruntime; None leaves the
             library default (note that importing ultralytics changes torch's).
         input_hw: Model input (height, width); only needed for ONNX files whose
             input size is dynamic.
         interpolation: Resize mode, see :func:`preprocess_crops`.
-        precision: Torch backend arithmetic: "fp32", or "bf16" (autocast; several
-            times faster on CPUs with AVX-512 BF16, and the arithmetic the shipped
-            HA-CNN was trained in). Outputs are float32 either way.
+        precision: Arithmetic for the torch and openvino backends: "fp32", or "bf16"
+            (torch autocast / OpenVINO inference precision; faster on CPUs with
+            AVX-512 BF16, and the arithmetic the shipped HA-CNN was trained in).
+            Outputs are float32 either way.
 
     Raises:
         FileNotFoundError: the weights file is missing (the message says how to get one).
@@ -146,12 +151,16 @@ class CropEmbedder:
         self.card: dict | None = None
         self._session = None
         self._model = None
+        self._compiled = None
         if backend == "torch":
             self._init_torch(model, weights, device, threads)
+        elif backend == "openvino":
+            self._init_openvino(model, weights, threads)
         elif backend == "onnx":
             self._init_onnx(weights, threads, input_hw)
         else:
-            raise ValueError(f"unknown re-id backend {backend!r}; choose one of: onnx, torch")
+            raise ValueError(f"unknown re-id backend {backend!r}; choose one of: "
+                             f"{', '.join(BACKENDS)}")
         if input_hw is not None:
             self.input_hw = (int(input_hw[0]), int(input_hw[1]))
 
@@ -165,13 +174,10 @@ class CropEmbedder:
             raise FileNotFoundError(f"re-id weights file not found: {path}; {TRAIN_HINT}")
         return path
 
-    def _init_torch(self, model: object, weights: Path | str | None, device: str,
-                    threads: int | None) -> None:
-        import torch
+    def _load_module(self, model: object, weights: Path | str | None, device: str):
+        """The torch re-id module: ``model`` itself or loaded from our safetensors."""
         from torch import nn
 
-        if threads is not None:
-            torch.set_num_threads(threads)
         if isinstance(model, nn.Module):
             net = model
         else:
@@ -186,9 +192,47 @@ class CropEmbedder:
                 raise ValueError(
                     f"{path} holds model {self.card.get('model')!r}, but {model!r} was requested"
                 )
-        self._model = net.float().to(device).eval()
+        return net.float().to(device).eval()
+
+    def _init_torch(self, model: object, weights: Path | str | None, device: str,
+                    threads: int | None) -> None:
+        import torch
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        net = self._load_module(model, weights, device)
+        self._model = net
         self.input_hw = tuple(int(v) for v in net.input_hw)
         self.embedding_dim = int(net.embedding_dim)
+
+    def _init_openvino(self, model: object, weights: Path | str | None,
+                       threads: int | None) -> None:
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        core = ov.Core()
+        if weights is not None and Path(weights).suffix == ".xml":
+            path = self._check_file(weights, "the OpenVINO backend")
+            ov_model = core.read_model(str(path))
+            shape = ov_model.inputs[0].get_partial_shape()
+            self.input_hw = (shape[2].get_length(), shape[3].get_length())
+            self.embedding_dim = ov_model.outputs[0].get_partial_shape()[-1].get_length()
+        else:
+            import tempfile
+
+            from pipeline.reid.export import export_onnx
+
+            net = self._load_module(model, weights, "cpu")
+            self.input_hw = tuple(int(v) for v in net.input_hw)
+            self.embedding_dim = int(net.embedding_dim)
+            # OpenVINO's PyTorch frontend lacks affine_grid (HA-CNN's hard attention);
+            # the ONNX route is exact (parity is tested).
+            with tempfile.TemporaryDirectory(prefix="mtmc_reid_") as tmp:
+                ov_model = ov.convert_model(str(export_onnx(net, Path(tmp) / "reid.onnx")))
+        self._compiled = core.compile_model(ov_model, "CPU", config)
+        logger.info("re-id model compiled for OpenVINO (%s)", config["INFERENCE_PRECISION_HINT"])
 
     def _init_onnx(self, weights: Path | str | None, threads: int | None,
                    input_hw: tuple[int, int] | None) -> None:
@@ -213,7 +257,9 @@ class CropEmbedder:
     # -- inference ------------------------------------------------------------------------------
     def _run(self, x: np.ndarray) -> np.ndarray:
         """(n, 3, H, W) float32 -> (n, D) float32 L2-normalised, one model call."""
-        if self._session is not None:
+        if self._compiled is not None:
+            out = self._compiled(x)[self._compiled.output(0)]
+        elif self._session is not None:
             out = self._session.run(None, {self._input_name: x})[0]
         else:
             import torch
