@@ -23,7 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import RunConfig, load_config  # noqa: E402
 from pipeline.evaluation.mot import evaluate_mot  # noqa: E402
 from pipeline.runner import RunOptions, run  # noqa: E402
 
@@ -31,10 +31,11 @@ GT = REPO / "samples" / "pets09_s2l1" / "gt" / "gt.txt"
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "FP", "FN")
 
 
-def evaluate_pets09(config: Path, out: Path, *, max_frames: int | None = None,
+def evaluate_pets09(config: Path | RunConfig, out: Path, *, max_frames: int | None = None,
                     progress: bool = True) -> dict:
-    """Run ``config`` (a one-camera PETS09 config) and score its MOT file against gt."""
-    cfg = load_config(config)
+    """Run ``config`` (a one-camera PETS09 config, file or loaded) and score its MOT file
+    against gt."""
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
     summary = run(cfg, out, RunOptions(max_frames=max_frames, progress=progress))
     camera = cfg.cameras[0].id
     gt = np.loadtxt(GT, delimiter=",", ndmin=2)
@@ -44,7 +45,8 @@ def evaluate_pets09(config: Path, out: Path, *, max_frames: int | None = None,
     result = {k: round(float(metrics[k]), 4) for k in KEYS}
     result.update(camera_frames_per_s=summary["camera_frames_per_s"],
                   stage_ms_per_camera_frame=summary["stage_ms_per_camera_frame"],
-                  tracklets=summary["tracklets"], identities=summary["identities"])
+                  tracklets=summary["tracklets"], identities=summary["identities"],
+                  reid=summary["reid"])
     return result
 
 

@@ -1,0 +1,91 @@
+"""Re-id only where it pays: accuracy and cost of the embedding schedule.
+
+Runs PETS09-S2L1 (scored against its gt with trackeval) and optionally the 4-camera
+sample (no gt: throughput, identities and the share of detections embedded) with
+``reid.refresh_frames`` = each value of ``--refresh`` (1 = every eligible detection,
+every frame), plus the motion-only config as the floor. The runs take turns in one
+process, so their timings share the same machine state; report the ratios.
+
+    python3 benchmarks/reid_schedule.py --refresh 1 2 4 8 [--backend openvino] [--sample]
+
+Prints a markdown table and writes JSON to ``--json`` (default runs/reid_schedule.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from pets09_pipeline import evaluate_pets09  # noqa: E402
+
+from pipeline.config import load_config  # noqa: E402
+from pipeline.runner import RunOptions, run  # noqa: E402
+
+
+def _with_reid(config, **changes):
+    return dataclasses.replace(config, reid=dataclasses.replace(config.reid, **changes))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--refresh", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--backend", default=None, help="override reid.backend")
+    parser.add_argument("--sample", action="store_true",
+                        help="also run the 4-camera sample (configs/sample.yaml)")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "reid_schedule")
+    parser.add_argument("--json", type=Path, default=REPO / "runs" / "reid_schedule.json")
+    args = parser.parse_args()
+
+    base = load_config(REPO / "configs" / "pets09_s2l1.yaml")
+    if args.backend:
+        base = _with_reid(base, backend=args.backend)
+    rows = []
+    motion = evaluate_pets09(REPO / "configs" / "pets09_s2l1_motion_only.yaml",
+                             args.out / "pets_motion", max_frames=args.max_frames,
+                             progress=False)
+    rows.append({"data": "PETS09", "refresh_frames": "motion only", **motion})
+    for n in args.refresh:
+        result = evaluate_pets09(_with_reid(base, refresh_frames=n), args.out / f"pets_r{n}",
+                                 max_frames=args.max_frames, progress=False)
+        rows.append({"data": "PETS09", "refresh_frames": n, **result})
+    if args.sample:
+        sample = load_config(REPO / "configs" / "sample.yaml")
+        if args.backend:
+            sample = _with_reid(sample, backend=args.backend)
+        for n in args.refresh:
+            s = run(_with_reid(sample, refresh_frames=n), args.out / f"sample_r{n}",
+                    RunOptions(max_frames=args.max_frames, progress=False))
+            rows.append({"data": "sample", "refresh_frames": n,
+                         "camera_frames_per_s": s["camera_frames_per_s"],
+                         "stage_ms_per_camera_frame": s["stage_ms_per_camera_frame"],
+                         "tracklets": s["tracklets"], "identities": s["identities"],
+                         "identities_multi_camera": s["identities_multi_camera"],
+                         "reid": s["reid"]})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    print("| data | refresh_frames | HOTA | IDF1 | MOTA | IDSW | embedded share | "
+          "embed ms/cam-frame | cam-frames/s | identities (multi-cam) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        stage = r["stage_ms_per_camera_frame"]
+        share = r["reid"]["embedded_share"] if r.get("reid") else 0.0
+        ids = r.get("identities")
+        if "identities_multi_camera" in r:
+            ids = f"{ids} ({r['identities_multi_camera']})"
+        hota, idf1, mota = (f"{100 * r[k]:.1f}" if k in r else "-"
+                            for k in ("HOTA", "IDF1", "MOTA"))
+        print(f"| {r['data']} | {r['refresh_frames']} | {hota} | {idf1} | "
+              f"{mota} | {r.get('IDSW', '-')} | {share:.2f} | "
+              f"{stage.get('embed', 0.0):.1f} | {r['camera_frames_per_s']:.1f} | {ids} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
