@@ -1,4 +1,8 @@
-"""Online (bounded-lag) cross-camera association on synthetic growing tracklets."""
+"""Online (bounded-lag) cross-camera association on synthetic growing tracklets.
+
+Tracklet embeddings are made with exact cosine distances (``_at``) where a test is about
+a distance crossing the threshold.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +34,35 @@ def _replay(revisions) -> dict[tuple[str, int], int]:
     return final
 
 
+def _at(distance: float, towards: int = 0, dim: int = 6) -> np.ndarray:
+    """Unit vector at exactly ``distance`` (cosine) from basis vector ``towards``."""
+    v = np.zeros(dim)
+    v[towards] = 1.0 - distance
+    v[dim - 1] = np.sqrt(1.0 - (1.0 - distance) ** 2)
+    return v
+
+
+def _between(d0: float, d1: float, dim: int = 6) -> np.ndarray:
+    """Unit vector at cosine distance ``d0`` from basis vector 0 and ``d1`` from 1."""
+    v = np.zeros(dim)
+    v[0], v[1] = 1.0 - d0, 1.0 - d1
+    v[dim - 1] = np.sqrt(1.0 - v[0] ** 2 - v[1] ** 2)
+    return v
+
+
+NO_HYSTERESIS = {"switch_margin": 0.0, "switch_rounds": 1}
+
+
 def test_registered_and_validated():
     assert ASSOCIATORS["online"] is OnlineAssociator
     with pytest.raises(ValueError, match="lag_s"):
         OnlineAssociator(lag_s=-1)
     with pytest.raises(ValueError, match="threshold"):
         OnlineAssociator(threshold=0)
+    with pytest.raises(ValueError, match="switch_margin >= 0 and switch_rounds >= 1"):
+        OnlineAssociator(switch_rounds=0)
+    with pytest.raises(ValueError, match="switch_margin"):
+        OnlineAssociator(switch_margin=-0.1)
 
 
 def test_id_only_after_enough_evidence_and_same_person_joined():
@@ -78,8 +105,9 @@ def test_revision_within_the_lag():
     assoc, log, first = _ambiguous_then_clear(change_at_s=8.0)
     assert first == 2 and assoc.global_id("c2", 5) == 1
     change = [r for r in log if r.old_global_id > 0]
+    # Proposed at 8 s, confirmed by the second round in a row (switch_rounds=2) at 9 s.
     assert [(r.time_s, r.camera, r.track_id, r.old_global_id, r.new_global_id)
-            for r in change] == [(8.0, "c2", 5, 2, 1)]
+            for r in change] == [(9.0, "c2", 5, 2, 1)]
     assert _replay(log) == {("c1", 1): 1, ("c2", 5): 1}
     assert assoc.revisions == 1 and assoc.num_identities == 1
 
@@ -90,6 +118,84 @@ def test_no_revision_after_the_lag():
     assert first == 2 and assoc.global_id("c2", 5) == 2
     assert all(r.old_global_id == -1 for r in log)
     assert assoc.num_identities == 2
+
+
+def _flapping(params: dict, rounds: int = 8):
+    """c2/5 sways around the threshold (0.40) from person a (c1/1) every round."""
+    assoc = OnlineAssociator(threshold=0.40, min_frames=10, lag_s=10, **params)
+    log = assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0))])
+    for k in range(rounds):
+        t = 4.0 + k
+        distance = 0.37 if k % 2 == 0 else 0.43
+        log += assoc.update(now_s=t, open_tracklets=[_tracklet("c2", 5, 3.0, t, _at(distance))])
+    return assoc, log
+
+
+def test_flapping_around_the_threshold_no_longer_changes_ids():
+    churn, churn_log = _flapping(NO_HYSTERESIS)
+    assert churn.revisions == 7  # joins, leaves, joins, ... every round
+    steady, log = _flapping({})
+    assert steady.revisions == 0
+    # The first round put c2/5 with a (0.37 < 0.40); a swing to 0.43 is within the
+    # margin (0.43 - 0.05 < 0.40), so it stays.
+    assert [(r.camera, r.track_id, r.new_global_id) for r in log] == [("c1", 1, 1),
+                                                                      ("c2", 5, 1)]
+    assert steady.num_multi_camera == 1
+
+
+def _between_two(params: dict, clear_from_s: float | None = None):
+    """c2/5 alternates being slightly nearer a (c1/1) and b (c3/2); later maybe clearly b."""
+    assoc = OnlineAssociator(threshold=0.40, min_frames=10, lag_s=10, **params)
+    log = assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0, 0)),
+                                            _tracklet("c3", 2, 0.0, 2.0, _at(0.0, 1))])
+    t = 4.0
+    while t <= 15.0:
+        if clear_from_s is not None and t >= clear_from_s:
+            v = _between(0.7, 0.05)
+        else:  # 0.28 from one, 0.32 from the other (a and b are 1.0 apart)
+            v = _between(0.28, 0.32) if int(t) % 2 == 0 else _between(0.32, 0.28)
+        log += assoc.update(now_s=t, open_tracklets=[_tracklet("c2", 5, 3.0, t, v)])
+        t += 1.0
+    return assoc, log
+
+
+def test_swaying_between_two_identities_keeps_the_first():
+    churn, _ = _between_two(NO_HYSTERESIS)
+    assert churn.revisions >= 8
+    steady, log = _between_two({})
+    assert steady.revisions == 0
+    assert steady.global_id("c2", 5) == steady.global_id("c1", 1)  # nearer a at 4 s
+
+
+def test_clear_change_goes_through_within_the_lag():
+    # Assigned at 4 s (nearer a); from 9 s clearly b: proposed at 9 s and 10 s, made at
+    # 10 s, well within the 10 s lag; nothing changes afterwards.
+    assoc, log = _between_two({}, clear_from_s=9.0)
+    changes = [(r.time_s, r.old_global_id, r.new_global_id) for r in log
+               if r.old_global_id > 0]
+    a, b = assoc.global_id("c1", 1), assoc.global_id("c3", 2)
+    assert changes == [(10.0, a, b)]
+    assert assoc.global_id("c2", 5) == b
+    # The same change arriving after the lag (assigned at 4 s, frozen after 14 s) is
+    # not made, and one confirmed only after the lag neither.
+    late, late_log = _between_two({"switch_rounds": 2}, clear_from_s=14.0)
+    assert late.revisions == 0
+
+
+def test_constraints_come_before_confirmation():
+    """A held-back change is made at once if staying would join two simultaneous tracks
+    of one camera: c2/6 (new, nearly identical to a) takes a's id from c2/5."""
+    assoc = OnlineAssociator(threshold=0.40, min_frames=10, lag_s=10, switch_rounds=3)
+    assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0))])
+    assoc.update(now_s=4.0, open_tracklets=[_tracklet("c2", 5, 3.0, 4.0, _at(0.2))])
+    a = assoc.global_id("c1", 1)
+    assert assoc.global_id("c2", 5) == a
+    revs = assoc.update(now_s=5.0, open_tracklets=[_tracklet("c2", 5, 3.0, 5.0, _at(0.6)),
+                                                   _tracklet("c2", 6, 3.5, 5.0, _at(0.02))])
+    assert assoc.global_id("c2", 6) == a
+    assert assoc.global_id("c2", 5) not in (-1, a)
+    assert assoc.constraint_moves == 1
+    assert [(r.track_id, r.old_global_id) for r in revs] == [(5, a), (6, -1)]
 
 
 def test_open_tracks_of_one_camera_never_share_an_id():

@@ -17,6 +17,24 @@ tracklet still open is taken to last until ``now_s`` (it may still be seen), so 
 open tracks of one camera are never joined and a frozen decision cannot be
 contradicted later by the track growing.
 
+Id hysteresis keeps ids stable while tracklets grow (re-clustering every round from
+scratch flips ids whenever new evidence moves a distance across the threshold: 118 id
+changes for 55 tracklets on the four-camera sample, docs/LIVE.md):
+
+* evidence before the first id: an open tracklet needs ``min_frames`` frames;
+* a margin: when re-clustering, two tracklets that hold the same id count as
+  ``switch_margin`` closer than their appearance distance. Splitting an identity, or
+  moving a tracklet to another one, therefore needs evidence that beats the current
+  grouping by that margin; merging identities, or a new tracklet joining one, needs
+  none (the offline rule);
+* confirmation: a tracklet that holds an id moves only when the clustering proposed
+  the same move (same target identity) in ``switch_rounds`` consecutive rounds. Until
+  then it keeps its id, unless keeping it would put two cannot-link tracklets under one
+  id: then it moves at once (constraints before stability).
+
+All three act within the lag, so its bound on revisions is unchanged (a change not
+confirmed before the lag runs out is not made).
+
 Memory stays flat on endless runs: finished, frozen tracklets are forgotten
 ``forget_after_s`` after they ended, and only a compact summary (times, pooled
 embedding) is kept per tracklet.
@@ -37,6 +55,7 @@ from pipeline.association.offline import (
     average_linkage,
     cannot_link_matrix,
 )
+from pipeline.geometry import linear_assignment
 from pipeline.types import Tracklet
 
 __all__ = ["OnlineAssociator", "Revision"]
@@ -64,6 +83,17 @@ class _Entry:
     is_open: bool
     global_id: int = -1
     assigned_s: float = float("nan")
+    pending: int | frozenset | None = None  # target of a change held back
+    pending_rounds: int = 0  # consecutive rounds that change was proposed
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    """One round's clustering: ``keys`` in matrix order (frozen identities first)."""
+
+    keys: list[Key]
+    label: dict[Key, int]  # proposed id; negative = placeholder for a new identity
+    forbid: np.ndarray  # (N, N) cannot-link pairs
 
 
 def _summary(t: Tracklet) -> Tracklet:
@@ -84,16 +114,25 @@ class OnlineAssociator(AssociationRules):
         transit_windows: Mapping[str, Sequence[float]] | None = None,
         same_camera_gap_s: float = 0.0,
         lag_s: float = 10.0,
-        min_frames: int = 10,
+        min_frames: int = 20,
         forget_after_s: float = 600.0,
+        switch_margin: float = 0.05,
+        switch_rounds: int = 2,
     ) -> None:
         """
         Args:
             lag_s: Seconds after its first assignment during which a tracklet's global
                 id may still change; older assignments are frozen.
-            min_frames: Frames an open tracklet needs before it gets a global id.
+            min_frames: Frames an open tracklet needs before it gets a global id (20:
+                2 s at 10 fps; with 10 the sample's ids changed more, docs/LIVE.md).
             forget_after_s: Finished, frozen tracklets that ended this long ago are
                 dropped from matching (bounds memory and cost on endless runs).
+            switch_margin: Cosine distance by which tracklets holding one id count as
+                closer when re-clustering (hysteresis; 0 = none, see the module
+                docstring).
+            switch_rounds: Consecutive ``update`` calls that must propose the same id
+                change before it is made (1 = at once). The runner associates once a
+                second, so keep it well below ``lag_s``.
             threshold, min_quality, transit_windows, same_camera_gap_s: as for
                 :class:`AssociationRules` (the same defaults as offline).
         """
@@ -103,14 +142,20 @@ class OnlineAssociator(AssociationRules):
             raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
                              f"forget_after_s >= lag_s (got {lag_s}, {min_frames}, "
                              f"{forget_after_s})")
+        if switch_margin < 0 or switch_rounds < 1:
+            raise ValueError("online association needs switch_margin >= 0 and "
+                             f"switch_rounds >= 1 (got {switch_margin}, {switch_rounds})")
         self.lag_s = float(lag_s)
         self.min_frames = int(min_frames)
         self.forget_after_s = float(forget_after_s)
+        self.switch_margin = float(switch_margin)
+        self.switch_rounds = int(switch_rounds)
         self._entries: dict[Key, _Entry] = {}
         self._next_id = 1
         self._members: Counter[int] = Counter()  # keys ever holding each id (live count)
         self._cameras: dict[int, set[str]] = {}
         self.revisions = 0
+        self.constraint_moves = 0  # changes made before confirmation (constraints)
 
     # ------------------------------------------------------------------ queries
     def global_id(self, camera: str, track_id: int) -> int:
@@ -189,6 +234,7 @@ class OnlineAssociator(AssociationRules):
         for key, e in self._entries.items():
             assigned = e.global_id > 0
             if assigned and now_s - e.assigned_s > self.lag_s:
+                e.pending, e.pending_rounds = None, 0
                 if self._matchable(e):
                     frozen.setdefault(e.global_id, []).append(key)
             elif not self._matchable(e):
@@ -198,11 +244,25 @@ class OnlineAssociator(AssociationRules):
                     singles.append(key)
             elif assigned or not e.is_open or e.length >= self.min_frames:
                 movable.append(key)
-        changes: dict[Key, int] = {key: self._new_id() for key in sorted(singles)}
+        labels: dict[Key, int] = {key: -1 - i for i, key in enumerate(sorted(singles))}
+        waiting: dict[Key, int] = {}
         if movable:
-            changes.update(self._recluster(now_s, frozen, sorted(movable)))
+            proposal = self._recluster(now_s, frozen, sorted(movable), -1 - len(labels))
+            labels.update(self._hold_back(proposal, sorted(movable)))
+            waiting = {k: proposal.label[k] for k in movable
+                       if proposal.label[k] < 0 and labels[k] != proposal.label[k]}
+        # Placeholders (negative labels: identities new this round) become fresh ids.
+        fresh: dict[int, int] = {}
+        for key in sorted(labels):
+            if labels[key] < 0:
+                labels[key] = fresh.setdefault(labels[key], self._new_id())
+        for key, placeholder in waiting.items():
+            # A change held back towards an identity that others founded this round:
+            # from now on its target is that identity's id.
+            if placeholder in fresh:
+                self._entries[key].pending = fresh[placeholder]
         revisions = []
-        for key, new in sorted(changes.items()):
+        for key, new in sorted(labels.items()):
             entry = self._entries[key]
             if new == entry.global_id:
                 continue
@@ -213,56 +273,133 @@ class OnlineAssociator(AssociationRules):
             else:
                 entry.assigned_s = now_s
             entry.global_id = new
+            entry.pending, entry.pending_rounds = None, 0
             self._members[new] += 1
             self._cameras.setdefault(new, set()).add(key[0])
             revisions.append(Revision(now_s, key[0], key[1], old, new))
         return revisions
 
-    def _recluster(self, now_s: float, frozen: dict[int, list[Key]],
-                   movable: list[Key]) -> dict[Key, int]:
+    def _recluster(self, now_s: float, frozen: dict[int, list[Key]], movable: list[Key],
+                   next_placeholder: int) -> _Proposal:
+        """Cluster the movable tracklets with the frozen identities (fixed groups).
+
+        Clusters without a frozen member keep ids their members hold where possible
+        (matching clusters to held ids so that most tracklets keep theirs); the others
+        get placeholders (negative labels from ``next_placeholder`` down).
+        """
         groups = [frozen[g] for g in sorted(frozen)] + [[k] for k in movable]
         keys = [k for group in groups for k in group]
         owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
         tracklets = [self._constraint_view(self._entries[k], now_s) for k in keys]
         dist = appearance_distance(np.stack([t.embedding for t in tracklets]))
         forbid = cannot_link_matrix(tracklets, self.transit_windows, self.same_camera_gap_s)
+        # Hysteresis: tracklets holding one id count as switch_margin closer, so the
+        # clustering keeps an identity together unless the evidence beats it by that.
+        held = np.array([self._entries[k].global_id for k in keys])
+        together = (held[:, None] == held[None, :]) & (held[:, None] > 0)
+        np.fill_diagonal(together, False)
+        biased = np.clip(dist - self.switch_margin * together, 0.0, None)
         n = len(groups)
         # Group-level average distance and "any member pair forbidden".
         onehot = np.zeros((n, len(keys)))
         onehot[owner, np.arange(len(keys))] = 1.0
         sizes = onehot.sum(axis=1)
-        group_dist = onehot @ dist.astype(np.float64) @ onehot.T / np.outer(sizes, sizes)
+        group_dist = onehot @ biased.astype(np.float64) @ onehot.T / np.outer(sizes, sizes)
         group_forbid = (onehot @ forbid.astype(np.float64) @ onehot.T) > 0
         n_frozen = len(frozen)
         group_forbid[:n_frozen, :n_frozen] = True  # frozen identities never merge
         np.fill_diagonal(group_forbid, False)
-        labels = average_linkage(group_dist, group_forbid, self.threshold, sizes)
+        clustered = average_linkage(group_dist, group_forbid, self.threshold, sizes)
 
         frozen_ids = sorted(frozen)
         clusters: dict[int, list[int]] = {}
-        for g, lab in enumerate(labels.tolist()):
+        for g, lab in enumerate(clustered.tolist()):
             clusters.setdefault(lab, []).append(g)
-        result: dict[Key, int] = {}
+        label: dict[Key, int] = {k: gid for gid in frozen_ids for k in frozen[gid]}
         taken = set(frozen_ids)
         free_clusters = []
         for members in clusters.values():
             anchor = [g for g in members if g < n_frozen]
             if anchor:
                 gid = frozen_ids[anchor[0]]
-                result.update({groups[g][0]: gid for g in members if g >= n_frozen})
+                label.update({groups[g][0]: gid for g in members if g >= n_frozen})
             else:
                 free_clusters.append(members)
-        # Keep the ids the movable tracklets already have where possible: the id most
-        # of a cluster holds, biggest clusters choosing first.
-        free_clusters.sort(key=lambda m: (-len(m), min(groups[g][0] for g in m)))
-        for members in free_clusters:
-            held = Counter(self._entries[groups[g][0]].global_id for g in members)
-            choice = next((gid for gid, _ in sorted(held.items(), key=lambda x: (-x[1], x[0]))
-                           if gid > 0 and gid not in taken), None)
-            gid = choice if choice is not None else self._new_id()
-            taken.add(gid)
-            result.update({groups[g][0]: gid for g in members})
-        return result
+        # Keep as many tracklets on the id they hold as possible: a one-to-one matching
+        # of clusters to held ids, weighted by how many members hold each (a cluster
+        # taking "the majority id" greedily can push a whole other cluster off its id);
+        # on a tie the bigger cluster keeps the id.
+        free_clusters.sort(key=lambda m: min(groups[g][0] for g in m))
+        held = sorted({self._entries[groups[g][0]].global_id for m in free_clusters
+                       for g in m} - taken - {-1})
+        column = {gid: j for j, gid in enumerate(held)}
+        weight = np.zeros((len(free_clusters), len(held)))
+        for i, members in enumerate(free_clusters):
+            for g in members:
+                gid = self._entries[groups[g][0]].global_id
+                if gid in column:
+                    weight[i, column[gid]] += 1.0 + 1e-3 * len(members)
+        matches, _, _ = linear_assignment(-weight, max_cost=-0.5)
+        chosen = {int(i): held[int(j)] for i, j in matches}
+        placeholder = next_placeholder
+        for i, members in enumerate(free_clusters):
+            if i not in chosen:
+                chosen[i], placeholder = placeholder, placeholder - 1
+            label.update({groups[g][0]: chosen[i] for g in members})
+        return _Proposal(keys=keys, label=label, forbid=forbid)
+
+    def _hold_back(self, proposal: _Proposal, movable: list[Key]) -> dict[Key, int]:
+        """The proposal with id changes not yet proposed ``switch_rounds`` times held back.
+
+        Returns:
+            The label of every movable tracklet: its current id where a change is held
+            back, else the proposed one (a positive id or a placeholder).
+        """
+        final = {k: proposal.label[k] for k in movable}
+        held: set[Key] = set()
+        for key in movable:
+            entry = self._entries[key]
+            old, new = entry.global_id, proposal.label[key]
+            if old <= 0 or new == old:
+                entry.pending, entry.pending_rounds = None, 0
+                continue
+            # The target: an existing identity, or (a new one) the tracklets it would join.
+            target = new if new > 0 else frozenset(
+                k for k, lab in proposal.label.items() if lab == new and k != key)
+            if entry.pending == target:
+                entry.pending_rounds += 1
+            else:
+                entry.pending, entry.pending_rounds = target, 1
+            if entry.pending_rounds < self.switch_rounds:
+                final[key] = old
+                held.add(key)
+        if held:
+            self._keep_constraints(proposal, final, held)
+        return final
+
+    def _keep_constraints(self, proposal: _Proposal, final: dict[Key, int],
+                          held: set[Key]) -> None:
+        """Let held-back changes through where staying would join cannot-link tracklets.
+
+        The proposal itself respects every constraint, so each conflict involves a held
+        back tracklet; moving it as proposed removes the conflict. Updates ``final``.
+        """
+        keys = proposal.keys
+        labels = np.array([final.get(k, proposal.label[k]) for k in keys])
+        while True:
+            bad = np.argwhere(proposal.forbid & (labels[:, None] == labels[None, :]))
+            conflict = next(((keys[i], keys[j]) for i, j in bad.tolist()), None)
+            if conflict is None:
+                return
+            key = next((k for k in sorted(conflict) if k in held), None)
+            if key is None:  # pragma: no cover - the proposal is conflict-free
+                raise RuntimeError(f"online association: proposal joins {conflict}")
+            held.discard(key)
+            self.constraint_moves += 1
+            final[key] = proposal.label[key]
+            labels[keys.index(key)] = final[key]
+            logger.debug("online association: %s moves at once (staying would join it "
+                         "with a tracklet it cannot be)", key)
 
     def _constraint_view(self, entry: _Entry, now_s: float) -> Tracklet:
         t = entry.summary
