@@ -12,7 +12,7 @@ Relative paths in a config file are resolved against the file's folder.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,56 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One camera: ``id`` (unique name) and ``source`` (video file or image folder)."""
+    """One camera.
+
+    Attributes:
+        id: Unique camera name.
+        source: Video file, image folder, or live stream (``rtsp://``, ``rtsps://``,
+            ``http(s)://``, ``webcam://N``).
+        fps: Frame rate override (image folders need one unless a ``seqinfo.ini``
+            gives it; live: the tick pace instead of the rate the stream reports).
+        stream: Live sources only: ``StreamSource`` tuning options (``open_timeout_s``,
+            ``read_timeout_s``, ``stall_s``, ``queue_size``, ``backoff_initial_s``,
+            ``backoff_max_s``, ``rtsp_transport``, ``wait_first_s``); names and values
+            are checked when the file is loaded.
+    """
 
     id: str
     source: str
     fps: float | None = None
+    stream: Mapping[str, Any] = field(default_factory=dict)
+
+
+# StreamSource arguments that a camera's ``stream`` mapping may not set: the runner
+# sets them, or (fps) they are camera keys of their own.
+_STREAM_RESERVED = ("camera_id", "uri", "fps", "epoch_s")
+
+
+def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
+    section = f"cameras[{index}]"
+    cam = _dataclass_from(CameraConfig, _mapping(raw, section, where), section, where)
+    source = _resolve(str(cam.source), base_dir)
+    options = _mapping(cam.stream, f"{section}.stream", where)
+    if options:
+        from pipeline.sources.stream import StreamSource, check_stream_options, is_stream_uri
+
+        label = f"{section}.stream (camera {cam.id!r})"
+        if not is_stream_uri(source):
+            raise ConfigError(
+                f"{where}: {label}: stream options apply only to live sources (rtsp://, "
+                f"rtsps://, http(s)://, webcam://N); {source} is a file or folder, so "
+                "remove 'stream' from this camera")
+        reserved = sorted(set(options) & set(_STREAM_RESERVED))
+        if reserved:
+            raise ConfigError(
+                f"{where}: {label}: {', '.join(map(repr, reserved))} cannot be set here "
+                "(fps is a camera key; the others are set by the runner)")
+        check_params(StreamSource, options, label, where, exclude=_STREAM_RESERVED)
+        try:
+            check_stream_options(str(cam.id), options)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {label}: {error}") from None
+    return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options)
 
 
 @dataclass(frozen=True)
@@ -171,10 +216,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
         raise ConfigError(f"{where}: 'cameras' must be a non-empty list of {{id, source}}")
     cameras = []
     for i, raw in enumerate(raw_cameras):
-        cam = _dataclass_from(CameraConfig, _mapping(raw, f"cameras[{i}]", where),
-                              f"cameras[{i}]", where)
-        cameras.append(CameraConfig(id=str(cam.id), source=_resolve(str(cam.source), base_dir),
-                                    fps=cam.fps))
+        cameras.append(_camera(raw, i, base_dir, where))
     ids = [c.id for c in cameras]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: camera ids must be unique, got {ids}")
@@ -226,7 +268,8 @@ def load_config(path: str | Path) -> RunConfig:
     return config_from_dict(data or {}, base_dir=path.resolve().parent, where=str(path))
 
 
-def check_params(target: Any, params: Mapping[str, Any], section: str, where: str) -> None:
+def check_params(target: Any, params: Mapping[str, Any], section: str, where: str,
+                 exclude: Collection[str] = ()) -> None:
     """Fail if ``params`` names an argument that ``target``'s constructor does not take.
 
     Args:
@@ -234,11 +277,13 @@ def check_params(target: Any, params: Mapping[str, Any], section: str, where: st
         params: The overrides from the config file.
         section: Config section name, for the message.
         where: Config file name, for the message.
+        exclude: Arguments the section may not set (the caller sets them).
     """
     signature = inspect.signature(target)
     accepted = {
         name for name, p in signature.parameters.items()
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name != "self"
+        and name not in exclude
     }
     if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
         return

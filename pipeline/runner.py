@@ -54,6 +54,7 @@ from pipeline.runtime import (
     multi_camera_identities,
     restart_after_gaps,
     stop_on_signals,
+    stream_options_for,
 )
 from pipeline.types import Detections, Frame, GlobalTrack, Tracklet, Tracks
 
@@ -71,8 +72,8 @@ class RunOptions:
         duration_s: Stop after this many wall-clock seconds (live cameras, or any run).
         health_interval_s: Seconds between health log lines of live cameras.
         flush_s: Longest time written rows stay in memory before reaching the files.
-        stream_options: Extra ``StreamSource`` keyword arguments for live cameras
-            (timeouts, backoff, queue size).
+        stream_options: ``StreamSource`` keyword arguments for every live camera
+            (timeouts, backoff, queue size); they override each camera's ``stream``.
         outage_reset_s: A live camera silent this long has its tracks ended (so a
             person seen after the outage is not glued to a track from before it).
         handle_signals: SIGINT/SIGTERM stop the run cleanly (main thread only).
@@ -240,12 +241,13 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     stop = threading.Event()
     wall_start = time.perf_counter()
     epoch = time.monotonic()
-    stream_options = {"epoch_s": epoch, **dict(options.stream_options or {})}
     with ExitStack() as stack:
         interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
         sources = [
-            stack.enter_context(open_source(camera_id=c.id, uri=c.source, fps=c.fps,
-                                            stream_options=stream_options if live else None))
+            stack.enter_context(open_source(
+                camera_id=c.id, uri=c.source, fps=c.fps,
+                stream_options=stream_options_for(c, epoch, options.stream_options)
+                if live else None))
             for c in config.cameras
         ]
         fps = {s.camera_id: s.fps for s in sources}

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline.types import Detections, Frame, Tracklet
 
 __all__ = ["Housekeeping", "live_cameras", "multi_camera_identities", "restart_after_gaps",
-           "stop_on_signals"]
+           "stop_on_signals", "stream_options_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,18 @@ def live_cameras(config: Any, is_stream: Callable[[object], bool]) -> bool:
             f"{config.source_file}: cameras {live} are live streams and the others recorded "
             "files; a run takes either only live cameras or only recordings.")
     return all(flags)
+
+
+def stream_options_for(camera: Any, epoch_s: float,
+                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``StreamSource`` keyword arguments of one live camera.
+
+    The camera's ``stream`` mapping from the config, then the run's ``overrides``
+    (``RunOptions.stream_options``, for every camera), and the run's clock origin
+    ``epoch_s`` (shared by all cameras, so their timestamps align).
+    """
+    return {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
+            **dict(overrides or {})}
 
 
 @contextmanager

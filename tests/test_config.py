@@ -78,3 +78,47 @@ def test_malformed_configs(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+LIVE = 'cameras:\n  - id: gate\n    source: "rtsp://viewer:secret@10.0.0.5/s1"\n'
+
+
+def test_camera_stream_options_are_kept_for_live_sources(tmp_path):
+    config = load_config(_write(tmp_path, LIVE + "    stream: {stall_s: 2, queue_size: 4, "
+                                "rtsp_transport: tcp, open_timeout_s: 5}\n"))
+    assert dict(config.cameras[0].stream) == {"stall_s": 2, "queue_size": 4,
+                                              "rtsp_transport": "tcp", "open_timeout_s": 5}
+    plain = load_config(_write(tmp_path, LIVE))
+    assert dict(plain.cameras[0].stream) == {}
+
+
+@pytest.mark.parametrize(
+    "stream, message",
+    [
+        ("{stal_s: 2}", r"unknown key\(s\) 'stal_s' in cameras\[0\]\.stream \(camera 'gate'\)"
+                        r"; allowed: backoff_initial_s, backoff_max_s, open_timeout_s, "
+                        r"queue_size, read_timeout_s, rtsp_transport, stall_s, wait_first_s$"),
+        ("{fps: 5}", r"'fps' cannot be set here \(fps is a camera key"),
+        ("{uri: x}", r"'uri' cannot be set here"),
+        ("{queue_size: 0}", r"camera 'gate'\).*queue_size must be an integer >= 1"),
+        ("{rtsp_transport: quic}", r"rtsp_transport must be one of tcp, udp"),
+        ("{read_timeout_s: soon}", r"read_timeout_s must be a number > 0"),
+        ("[1, 2]", r"cameras\[0\]\.stream must be a mapping"),
+    ],
+)
+def test_bad_camera_stream_options_name_the_camera_and_the_file(tmp_path, stream, message):
+    path = _write(tmp_path, LIVE + f"    stream: {stream}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert "secret" not in str(info.value)
+
+
+def test_stream_options_are_refused_for_files(tmp_path):
+    path = _write(tmp_path, "cameras:\n  - {id: lobby, source: clips/a.mp4, "
+                            "stream: {queue_size: 2}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and "camera 'lobby'" in text
+    assert "apply only to live sources" in text and "a.mp4 is a file or folder" in text

@@ -107,6 +107,44 @@ def test_stream_urls_open_a_stream_source_and_unsupported_schemes_fail_clearly()
         open_source(camera_id="gate", uri="rtmp://user:secret@10.0.0.5/stream1")
 
 
+def test_yaml_stream_options_reach_the_stream_source(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.runtime import stream_options_for
+
+    path = tmp_path / "live.yaml"
+    path.write_text(
+        "cameras:\n"
+        "  - id: gate\n"
+        '    source: "rtsp://cam:pw@127.0.0.1:1/stream1"\n'
+        "    stream: {open_timeout_s: 0.3, read_timeout_s: 0.7, stall_s: 1.5, queue_size: 2,"
+        " rtsp_transport: udp, backoff_max_s: 4, wait_first_s: 0.1}\n")
+    camera = load_config(path).cameras[0]
+    # The run's overrides (RunOptions.stream_options) win over the camera's mapping.
+    options = stream_options_for(camera, 123.0, {"backoff_max_s": 2.0})
+    assert options["epoch_s"] == 123.0 and options["backoff_max_s"] == 2.0
+    live = open_source(camera_id=camera.id, uri=camera.source, stream_options=options)
+    try:
+        assert (live.open_timeout_s, live.read_timeout_s, live.stall_s) == (0.3, 0.7, 1.5)
+        assert (live._queue_size, live.rtsp_transport, live.backoff_max_s) == (2, "udp", 2.0)
+        assert live.epoch_s == 123.0
+    finally:
+        live.close()
+
+
+def test_stream_options_are_refused_for_files_and_bad_values_name_the_camera():
+    with pytest.raises(ValueError, match=r"'lobby'.*stream options \(queue_size\) apply only "
+                                         r"to live sources.*cam2.webm"):
+        open_source(camera_id="lobby", uri=PDESTRE / "cam2.webm",
+                    stream_options={"queue_size": 2})
+    with pytest.raises(ValueError, match=r"'gate' \(rtsp://cam:\*\*\*@.*rtsp_transport must be "
+                                         r"one of tcp, udp"):
+        StreamSource(camera_id="gate", uri="rtsp://cam:pw@127.0.0.1:1/x", rtsp_transport="quic")
+    with pytest.raises(ValueError, match="queue_size must be an integer >= 1"):
+        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", queue_size=0)
+    with pytest.raises(ValueError, match=r"stall_s must be a number > 0 \(seconds\), got '2'"):
+        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", stall_s="2")
+
+
 def test_missing_file_names_camera_and_path(tmp_path):
     missing = tmp_path / "nope.mp4"
     with pytest.raises(FileNotFoundError, match="'lobby'.*nope.mp4"):

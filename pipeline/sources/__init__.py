@@ -4,7 +4,13 @@ from pipeline.sources.base import FrameSource
 from pipeline.sources.factory import SOURCES, open_source
 from pipeline.sources.images import IMAGE_SUFFIXES, ImageFolderSource
 from pipeline.sources.live import live_ticks
-from pipeline.sources.stream import StreamSource, is_stream_uri, redact_url
+from pipeline.sources.stream import (
+    RTSP_TRANSPORTS,
+    StreamSource,
+    check_stream_options,
+    is_stream_uri,
+    redact_url,
+)
 from pipeline.sources.sync import CameraSet, synchronise
 from pipeline.sources.video import VideoFileSource
 
@@ -13,9 +19,11 @@ __all__ = [
     "FrameSource",
     "IMAGE_SUFFIXES",
     "ImageFolderSource",
+    "RTSP_TRANSPORTS",
     "SOURCES",
     "StreamSource",
     "VideoFileSource",
+    "check_stream_options",
     "is_stream_uri",
     "live_ticks",
     "open_source",

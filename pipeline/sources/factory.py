@@ -47,11 +47,18 @@ def open_source(
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: Unsupported stream scheme, or the file/folder cannot be used (see
-            the sources). Messages show URLs with credentials redacted.
+        ValueError: Unsupported stream scheme, stream options for a file or folder, or
+            the file/folder cannot be used (see the sources). Messages show URLs with
+            credentials redacted.
     """
     if is_stream_uri(uri):
         return StreamSource(camera_id=camera_id, uri=uri, fps=fps, **dict(stream_options or {}))
+    if stream_options:
+        raise ValueError(
+            f"Camera {camera_id!r}: stream options ({', '.join(sorted(stream_options))}) "
+            f"apply only to live sources (rtsp://, rtsps://, http(s)://, webcam://N), not "
+            f"to the file or folder {redact_url(uri)}; remove them for this camera."
+        )
     text = str(uri)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in _UNTESTED_SCHEMES:

@@ -32,7 +32,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,7 +42,8 @@ import numpy as np
 from pipeline.sources.base import FrameSource, check_fps
 from pipeline.types import Frame
 
-__all__ = ["StreamSource", "redact_url", "STREAM_SCHEMES", "is_stream_uri"]
+__all__ = ["RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamSource", "check_stream_options",
+           "is_stream_uri", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ _SECRET_QUERY = re.compile(
     r"(?i)([?&;](?:password|passwd|pass|pwd|token|access_token|key|apikey|api_key|auth|"
     r"secret|signature|sig)=)[^&;#]*"
 )
+RTSP_TRANSPORTS = ("tcp", "udp", "udp_multicast", "http", "https")
+"""Values of ``rtsp_transport`` (FFmpeg's RTSP lower transport)."""
+
 _FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # read by OpenCV at every open
 _OPEN_LOCK = threading.Lock()  # ... and process-global, so opens take turns
 _DEFAULT_FPS = 10.0
@@ -91,6 +95,44 @@ def is_stream_uri(uri: object) -> bool:
     if text.isdigit() or text.startswith("/dev/video"):
         return True
     return "://" in text and text.split("://", 1)[0].lower() in STREAM_SCHEMES
+
+
+def check_stream_options(camera_id: str, options: Mapping[str, Any],
+                         display_uri: str = "") -> None:
+    """Check the values of ``StreamSource`` tuning options (names are not checked here).
+
+    Args:
+        camera_id: Camera named in the message.
+        options: Any of ``open_timeout_s``, ``read_timeout_s``, ``stall_s``,
+            ``queue_size``, ``backoff_initial_s``, ``backoff_max_s``, ``rtsp_transport``,
+            ``wait_first_s``.
+        display_uri: The camera's URL, already redacted, for the message.
+
+    Raises:
+        ValueError: A value of the wrong type or out of range; the message names the
+            camera, the option and what it must be.
+    """
+    where = f"Camera {camera_id!r}" + (f" ({display_uri})" if display_uri else "")
+    positive = ("open_timeout_s", "read_timeout_s", "stall_s", "backoff_initial_s",
+                "backoff_max_s")
+    for name, value in options.items():
+        if name in positive or name == "wait_first_s":
+            if name == "wait_first_s" and value is None:
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                value > 0 if name in positive else value >= 0)
+            if not ok:
+                raise ValueError(f"{where}: stream option {name} must be a number "
+                                 f"{'> 0' if name in positive else '>= 0'} (seconds), "
+                                 f"got {value!r}")
+        elif name == "queue_size":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{where}: stream option queue_size must be an integer "
+                                 f">= 1 (frames), got {value!r}")
+        elif name == "rtsp_transport":
+            if value is not None and value not in RTSP_TRANSPORTS:
+                raise ValueError(f"{where}: stream option rtsp_transport must be one of "
+                                 f"{', '.join(RTSP_TRANSPORTS)} or null, got {value!r}")
 
 
 def _capture_target(uri: str | int) -> str | int:
@@ -139,23 +181,26 @@ class StreamSource(FrameSource):
             queue_size: Frames buffered between the reader and the pipeline (>= 1).
             backoff_initial_s: First reconnect delay; doubles per failed attempt.
             backoff_max_s: Longest reconnect delay.
-            rtsp_transport: ``tcp`` or ``udp`` for RTSP (FFmpeg's option); None leaves
+            rtsp_transport: RTSP lower transport, one of ``RTSP_TRANSPORTS`` (FFmpeg's
+                option; ``tcp`` survives lossy links); None leaves
                 ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` as the environment sets it.
             wait_first_s: How long the constructor waits for the first frame (so that
                 ``size_wh`` and ``fps`` are known); None = ``open_timeout_s`` + 1. The
                 source never fails because a camera is down: it keeps reconnecting.
 
         Raises:
-            ValueError: A bad argument (the message shows the URL redacted).
+            ValueError: A bad argument (see :func:`check_stream_options`; the message
+                shows the URL redacted).
         """
         self.camera_id = camera_id
         self.uri = uri
         self.display_uri = redact_url(uri)
-        if queue_size < 1 or open_timeout_s <= 0 or read_timeout_s <= 0 or backoff_initial_s <= 0:
-            raise ValueError(
-                f"Camera {camera_id!r} ({self.display_uri}): queue_size must be >= 1 and the "
-                "timeouts and backoff_initial_s > 0."
-            )
+        check_stream_options(camera_id, {
+            "open_timeout_s": open_timeout_s, "read_timeout_s": read_timeout_s,
+            "stall_s": stall_s, "queue_size": queue_size,
+            "backoff_initial_s": backoff_initial_s, "backoff_max_s": backoff_max_s,
+            "rtsp_transport": rtsp_transport, "wait_first_s": wait_first_s},
+            self.display_uri)
         self._fixed_fps = None if fps is None else check_fps(fps, camera_id, self.display_uri)
         self.fps = self._fixed_fps or _DEFAULT_FPS
         self.frame_count = None
