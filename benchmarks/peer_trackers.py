@@ -90,23 +90,35 @@ def detector_settings(config: Path) -> dict:
             "imgsz": list(imgsz) if isinstance(imgsz, (list, tuple)) else int(imgsz)}
 
 
-def run_ultralytics_track(settings: dict, tracker: str, max_frames: int | None,
-                          threads: int) -> tuple[np.ndarray, dict]:
-    """``YOLO.track`` over the video -> MOT rows and timing."""
+def set_ultralytics_threads(threads: int) -> None:
+    """Give ultralytics' runtimes ``threads`` CPU threads, like our detector.
+
+    Importing ultralytics sets torch to 1 thread, and its LiteRT backend uses
+    ``min(8, cpu_count - 1)`` threads (1 on a 2-core machine).
+    """
     import torch
+    import ultralytics.nn.backends.litert as litert
+
+    torch.set_num_threads(threads)
+    litert.NUM_THREADS = threads
+
+
+def run_ultralytics_track(settings: dict, tracker: str, max_frames: int | None,
+                          threads: int, video: Path = VIDEO) -> tuple[np.ndarray, dict]:
+    """``YOLO.track`` over ``video`` -> MOT rows and timing."""
     from ultralytics import YOLO
 
-    torch.set_num_threads(threads)  # importing ultralytics sets 1
+    set_ultralytics_threads(threads)
     model = YOLO(str(settings["weights"]), task="detect")
     kwargs = dict(tracker=f"{tracker}.yaml", conf=settings["conf"], iou=settings["iou"],
                   imgsz=settings["imgsz"], max_det=settings["max_det"], classes=[0],
                   device="cpu", verbose=False)
-    first = next(_frames(VIDEO, 1))[1]
+    first = next(_frames(video, 1))[1]
     model.track(first, persist=False, **kwargs)  # loads and warms up the model
     rows, speed = [], []
     start = time.perf_counter()
     frames = 0
-    for number, result in enumerate(model.track(str(VIDEO), stream=True, persist=False,
+    for number, result in enumerate(model.track(str(video), stream=True, persist=False,
                                                 **kwargs), 1):
         if max_frames is not None and number > max_frames:
             break
@@ -128,6 +140,7 @@ def run_ultralytics_track(settings: dict, tracker: str, max_frames: int | None,
     mean = np.mean(np.array(speed), axis=0) if speed else np.zeros(3)
     total_ms = 1000 * seconds / max(frames, 1)
     timing = {"frames_per_s": round(frames / seconds, 2), "frames": frames,
+              "loop_s": round(seconds, 3),
               "stage_ms_per_frame": {"preprocess": round(float(mean[0]), 2),
                                      "inference": round(float(mean[1]), 2),
                                      "postprocess": round(float(mean[2]), 2),
@@ -244,7 +257,8 @@ def main() -> int:
     parser.add_argument("--boxmot-trackers", nargs="*", default=list(BOXMOT_TRACKERS))
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads for ultralytics (our runner uses the config's)")
+                        help="threads for ultralytics' runtime (its LiteRT default would be "
+                        "cpu_count - 1; our runner uses the config's, default cpu_count)")
     parser.add_argument("--json", type=Path)
     # internal: the BoxMOT side, run by the BoxMOT environment's python
     parser.add_argument("--boxmot-worker", action="store_true", help=argparse.SUPPRESS)
