@@ -1,16 +1,20 @@
 """How far online (bounded-lag) association falls behind offline on the same footage.
 
-Runs ``mtmc run`` twice on one config (default: the shipped four-camera sample), once
-with ``association.mode: offline`` and once ``online`` (other association keys
-unchanged, plus ``--lag``/``--min-frames``). Detection and tracking are deterministic,
-so both runs see the same tracklets and only the identities differ. There is no
-cross-camera ground truth for the sample, so offline is the reference, not the truth.
+Runs ``mtmc run`` three times on one config (default: the shipped four-camera sample):
+``association.mode: offline``; ``online`` as it was before id hysteresis (min_frames
+10, switch_margin 0, switch_rounds 1); ``online`` with the defaults (other association
+keys unchanged, plus ``--lag``/``--min-frames``). Detection and tracking are
+deterministic, so all runs see the same tracklets and only the identities differ.
+There is no cross-camera ground truth for the sample, so offline is the reference,
+not the truth; ``offline_on_partial_evidence`` shows how much that reference itself
+moves when decided on the tracklets known at each second.
 
-The online run also records what its associator was given at every association round
-(``association_inputs.pkl``). Those inputs are then replayed, side by side, through
-``OnlineAssociator`` variants (by default: without id hysteresis, and with the shipped
-defaults), so the variants are compared on exactly the same evidence. Replaying the
-shipped defaults must reproduce the end-to-end online run (``replay_matches_run``).
+The online runs also record what their associator was given at every association
+round (``association_inputs.pkl``). The before-run's inputs (open tracklets from 10
+frames on, the most evidence) are then replayed, side by side, through
+``OnlineAssociator`` variants (``VARIANTS``: each adds one part of the hysteresis), so
+the variants are compared on exactly the same evidence. Replays of a run's own inputs
+must reproduce it (``replay_matches_run``).
 
 Prints JSON. Per variant: revisions (id changes after the first assignment),
 identities, identities seen by 2+ cameras, tracklets whose identity differs from
@@ -285,7 +289,7 @@ def main() -> int:
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true",
-                        help="skip the two runs; replay the inputs recorded in --out")
+                        help="skip the runs; replay the inputs recorded in --out")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                         help='extra replay variant, e.g. \'m10={"switch_margin": 0.1}\'')
     parser.add_argument("--synthetic", type=int, default=0, metavar="SEEDS",
@@ -303,49 +307,91 @@ def main() -> int:
     online_params = {**params, "lag_s": args.lag}
     if args.min_frames is not None:
         online_params["min_frames"] = args.min_frames
-    inputs_path = args.out / "online" / INPUTS
+    # End-to-end runs: offline, online as before id hysteresis, online with the defaults.
+    runs = {"offline": {"mode": "offline", **params},
+            "online_before": {"mode": "online", **online_params, **VARIANTS["no_hysteresis"]},
+            "online": {"mode": "online", **online_params}}
     summaries: dict[str, Any] = {}
     if not args.reuse:
-        inputs: list = []
         saved = association.ASSOCIATORS["online"]
-        association.ASSOCIATORS["online"] = _recording_associator(inputs)
         try:
-            for mode, extra in (("offline", params), ("online", online_params)):
+            for name, assoc in runs.items():
+                inputs: list = []
+                association.ASSOCIATORS["online"] = _recording_associator(inputs)
                 config = dataclasses.replace(
-                    base, association=AssociationConfig(params={"mode": mode, **extra}),
+                    base, association=AssociationConfig(params=assoc),
                     output=dataclasses.replace(base.output, plots=False, save_video=False))
-                summaries[mode] = run(config, args.out / mode, RunOptions(
+                summaries[name] = run(config, args.out / name, RunOptions(
                     max_frames=args.max_frames, threads=args.threads, progress=False))
+                if inputs:
+                    with open(args.out / name / INPUTS, "wb") as handle:
+                        pickle.dump(inputs, handle)
         finally:
             association.ASSOCIATORS["online"] = saved
-        with open(inputs_path, "wb") as handle:
-            pickle.dump(inputs, handle)
-    with open(inputs_path, "rb") as handle:
-        inputs = pickle.load(handle)  # noqa: S301 - written by this script above
+    recorded = {}
+    for name in ("online_before", "online"):
+        with open(args.out / name / INPUTS, "rb") as handle:
+            recorded[name] = pickle.load(handle)  # noqa: S301 - written by this script
     offline = _ids(args.out / "offline" / "trajectories.csv")
-    online = _ids(args.out / "online" / "trajectories_final.csv")
+    finals = {name: _ids(args.out / name / "trajectories_final.csv")
+              for name in ("online_before", "online")}
+    # The before-run saw open tracklets from 10 frames on: the most evidence, so every
+    # variant (min_frames >= 10) is replayed on its inputs.
     replays = {}
     for name, overrides in variants.items():
-        final, revisions, constraint_moves, log = replay(inputs,
+        final, revisions, constraint_moves, log = replay(recorded["online_before"],
                                                          {**online_params, **overrides})
         replays[name] = {"params": overrides, "revisions": revisions,
                          "constraint_moves": constraint_moves,
                          "first_assignments": sum(r.old_global_id < 0 for r in log),
                          "changes": _lag_of_changes(log),
                          "comparison": compare(offline, final)}
-        if name == "defaults":
-            replays[name]["replay_matches_run"] = final == online
+    replay_matches_run = {
+        "online_before": replay(recorded["online_before"],
+                                {**online_params, **VARIANTS["no_hysteresis"]})[0]
+        == finals["online_before"],
+        "online": replay(recorded["online"], online_params)[0] == finals["online"],
+    }
     report = {
         "config": str(args.config), "lag_s": args.lag, "min_frames": args.min_frames,
-        "max_frames": args.max_frames, "association_rounds": len(inputs),
-        "run": {"revisions": summaries["online"]["revisions"],
-                "comparison": compare(offline, online),
-                "associate_ms": {m: s["stage_ms"].get("associate")
-                                 for m, s in summaries.items()}} if summaries else None,
+        "max_frames": args.max_frames, "association_rounds": len(recorded["online"]),
+        "runs": {name: {"revisions": summaries[name]["revisions"],
+                        "identities": summaries[name]["identities"],
+                        "identities_multi_camera": summaries[name]["identities_multi_camera"],
+                        "associate_ms": summaries[name]["stage_ms"].get("associate"),
+                        **({"comparison": compare(offline, finals[name])}
+                           if name in finals else {})}
+                 for name in runs} if summaries else None,
+        "replay_matches_run": replay_matches_run,
         "replay": replays,
+        "offline_on_partial_evidence": offline_stability(recorded["online_before"], offline),
     }
     print(json.dumps(report, indent=1))
     return 0
+
+
+def offline_stability(inputs: list, offline: dict[tuple[str, int], int]) -> dict[str, dict]:
+    """Offline association of the tracklets as known at each round vs the final offline.
+
+    How much the reference itself moves while evidence accumulates (pairwise
+    precision/recall of "same identity", over the tracklets known at that time).
+    """
+    from pipeline.association import OfflineAssociator
+
+    known: dict = {}
+    out = {}
+    for _, now_s, open_tracklets, finished in inputs:
+        for t in [*open_tracklets, *finished]:
+            known[t.key] = t
+        if len(known) < 2:
+            continue
+        labels = {k: g.global_id for g in OfflineAssociator().associate(list(known.values()))
+                  for k in g.members}
+        c = compare(offline, labels)
+        out[f"{now_s:g}"] = {"tracklets": c["tracklets"],
+                             "pairwise_precision": c["pairwise_precision"],
+                             "pairwise_recall": c["pairwise_recall"]}
+    return out
 
 
 if __name__ == "__main__":
