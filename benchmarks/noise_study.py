@@ -20,6 +20,7 @@ writes JSON with every sequence.
     nice -n 10 python3 benchmarks/noise_study.py --json runs/noise_study.json
     python3 benchmarks/noise_study.py --sequences MOT17-05 MOT17-09 --levels 0 2   # quick
     python3 benchmarks/noise_study.py --sweep miss      # vary one factor, others zero
+    python3 benchmarks/noise_study.py --score-drop 0    # scores ignore occlusion
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def main() -> int:
                         help="vary one factor over the ladder's values, others zero")
     parser.add_argument("--trackers", nargs="*", default=list(TRACKERS), choices=TRACKERS)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--score-drop", type=float, default=None,
+                        help="override every level's score_drop (0 = flat scores, visibility "
+                        "ignored)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
@@ -172,6 +176,8 @@ def main() -> int:
     levels = sweep_levels(args.sweep) if args.sweep else LEVELS
     if args.levels:
         levels = {k: v for k, v in levels.items() if k.split()[0] in args.levels}
+    if args.score_drop is not None:
+        levels = {k: replace(v, score_drop=args.score_drop) for k, v in levels.items()}
     seq_dirs = sequence_dirs(args.sequences)
     tasks = [(name, level, tracker, seq_dirs, args.seeds)
              for name, level in levels.items() for tracker in args.trackers]
