@@ -30,7 +30,8 @@ changes for 55 tracklets on the four-camera sample, docs/LIVE.md):
 * confirmation: a tracklet that holds an id moves only when the clustering proposed
   the same move (same target identity) in ``switch_rounds`` consecutive rounds. Until
   then it keeps its id, unless keeping it would put two cannot-link tracklets under one
-  id: then it moves at once (constraints before stability).
+  id: then it moves at once (constraints before stability). The last round of a run
+  (``finish``) has no later round to confirm in and makes its changes at once.
 
 All three act within the lag, so its bound on revisions is unchanged (a change not
 confirmed before the lag runs out is not made).
@@ -156,6 +157,7 @@ class OnlineAssociator(AssociationRules):
         self._cameras: dict[int, set[str]] = {}
         self.revisions = 0
         self.constraint_moves = 0  # changes made before confirmation (constraints)
+        self._last_round = False
 
     # ------------------------------------------------------------------ queries
     def global_id(self, camera: str, track_id: int) -> int:
@@ -208,10 +210,18 @@ class OnlineAssociator(AssociationRules):
         return revisions
 
     def finish(self, *, now_s: float, finished: Iterable[Tracklet] = ()) -> list[Revision]:
-        """Last update of a run: every remaining tracklet is closed and gets an id."""
+        """Last update of a run: every remaining tracklet is closed and gets an id.
+
+        There is no later round to confirm a change in, so this one makes the changes it
+        proposes at once (``switch_rounds`` does not apply; the margin and the lag do).
+        """
         for entry in self._entries.values():
             entry.is_open = False
-        return self.update(now_s=now_s, finished=finished)
+        self._last_round = True
+        try:
+            return self.update(now_s=now_s, finished=finished)
+        finally:
+            self._last_round = False
 
     def _store(self, t: Tracklet, *, is_open: bool) -> None:
         if len(t.frames) == 0:
@@ -370,7 +380,7 @@ class OnlineAssociator(AssociationRules):
                 entry.pending_rounds += 1
             else:
                 entry.pending, entry.pending_rounds = target, 1
-            if entry.pending_rounds < self.switch_rounds:
+            if entry.pending_rounds < self.switch_rounds and not self._last_round:
                 final[key] = old
                 held.add(key)
         if held:
