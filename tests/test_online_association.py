@@ -182,6 +182,21 @@ def test_clear_change_goes_through_within_the_lag():
     assert late.revisions == 0
 
 
+def test_the_last_round_makes_its_changes_at_once():
+    assoc = OnlineAssociator(threshold=0.40, min_frames=10, lag_s=10, switch_rounds=3)
+    assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0, 0)),
+                                      _tracklet("c3", 2, 0.0, 2.0, _at(0.0, 1))])
+    assoc.update(now_s=4.0, open_tracklets=[_tracklet("c2", 5, 3.0, 4.0, _between(0.2, 0.7))])
+    a, b = assoc.global_id("c1", 1), assoc.global_id("c3", 2)
+    assert assoc.global_id("c2", 5) == a
+    # Clearly b from 5 s: one round proposes it (held back, 3 needed) ...
+    assoc.update(now_s=5.0, open_tracklets=[_tracklet("c2", 5, 3.0, 5.0, _between(0.7, 0.05))])
+    assert assoc.global_id("c2", 5) == a
+    # ... and the end of the run, with no later round to confirm in, makes it.
+    revs = assoc.finish(now_s=5.5, finished=[_tracklet("c2", 5, 3.0, 5.5, _between(0.7, 0.05))])
+    assert [(r.track_id, r.old_global_id, r.new_global_id) for r in revs] == [(5, a, b)]
+
+
 def test_constraints_come_before_confirmation():
     """A held-back change is made at once if staying would join two simultaneous tracks
     of one camera: c2/6 (new, nearly identical to a) takes a's id from c2/5."""
