@@ -283,6 +283,11 @@ def test_ground_gate_forbids_far_apart_simultaneous_tracklets():
     assert len(assoc.associate(pair)) == 1
     assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=near, gate_m=1.5))) == 1
     assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=far, gate_m=1.5))) == 2
+    # Fewer simultaneous observations than min_common: left to appearance.
+    brief = [np.zeros((10, 2)), np.r_[np.full((2, 2), 3.0), np.full((8, 2), np.nan)]]
+    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=brief, gate_m=1.5))) == 1
+    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=brief, gate_m=1.5,
+                                                      min_common=2))) == 2
     unknown = [np.full((10, 2), np.nan), np.full((10, 2), 3.0)]
     assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=unknown, gate_m=1.5))) == 1
     with pytest.raises(ValueError, match="rows"):

@@ -247,23 +247,30 @@ class GroundCue:
             ``(1 - weight) * appearance + weight * min(ground / gate_m, 1)``.
             0 = the cue only forbids (gate).
         time_bin_s: Timestamps in one bin of this width count as simultaneous.
+        min_common: Pairs with fewer simultaneous observations are left to appearance
+            (a foot point of a small, far box can be metres off; one or two of them must
+            not forbid a merge, since a constraint spreads to whole clusters).
     """
 
     points_xy_m: Sequence[np.ndarray]
-    gate_m: float = 1.5
+    gate_m: float = 2.5
     weight: float = 0.0
     time_bin_s: float = 0.05
+    min_common: int = 3
 
     def __post_init__(self) -> None:
         if self.gate_m <= 0 or not 0.0 <= self.weight <= 1.0 or self.time_bin_s <= 0:
             raise ValueError(f"GroundCue: gate_m ({self.gate_m}) and time_bin_s "
                              f"({self.time_bin_s}) must be > 0, weight ({self.weight}) in [0, 1]")
+        if self.min_common < 1:
+            raise ValueError(f"GroundCue: min_common must be >= 1, got {self.min_common}")
 
     def apply(self, tracklets: Sequence[Tracklet], dist: np.ndarray,
               forbid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gate and blend (N, N) appearance distances; returns new (dist, forbid)."""
-        ground, _ = ground_distance(tracklets, self.points_xy_m, time_bin_s=self.time_bin_s)
-        seen = np.isfinite(ground)
+        ground, count = ground_distance(tracklets, self.points_xy_m,
+                                        time_bin_s=self.time_bin_s)
+        seen = count >= self.min_common
         ground = np.nan_to_num(ground)
         forbid = forbid | (seen & (ground > self.gate_m))
         if self.weight > 0:
