@@ -7,6 +7,7 @@ every frame), plus the motion-only config as the floor. The runs take turns in o
 process, so their timings share the same machine state; report the ratios.
 
     python3 benchmarks/reid_schedule.py --refresh 1 2 4 8 [--backend openvino] [--sample]
+        [--min-score 0.6] [--no-motion]
 
 Prints a markdown table and writes JSON to ``--json`` (default runs/reid_schedule.json).
 """
@@ -36,29 +37,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refresh", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--backend", default=None, help="override reid.backend")
+    parser.add_argument("--min-score", type=float, default=None,
+                        help="override reid.min_score (detections below it are not embedded)")
     parser.add_argument("--sample", action="store_true",
                         help="also run the 4-camera sample (configs/sample.yaml)")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--no-motion", action="store_true", help="skip the motion-only row")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "reid_schedule")
     parser.add_argument("--json", type=Path, default=REPO / "runs" / "reid_schedule.json")
     args = parser.parse_args()
 
     base = load_config(REPO / "configs" / "pets09_s2l1.yaml")
-    if args.backend:
-        base = _with_reid(base, backend=args.backend)
+    overrides = {k: v for k, v in (("backend", args.backend), ("min_score", args.min_score))
+                 if v is not None}
+    base = _with_reid(base, **overrides)
     rows = []
-    motion = evaluate_pets09(REPO / "configs" / "pets09_s2l1_motion_only.yaml",
-                             args.out / "pets_motion", max_frames=args.max_frames,
-                             progress=False)
-    rows.append({"data": "PETS09", "refresh_frames": "motion only", **motion})
+    if not args.no_motion:
+        motion = evaluate_pets09(REPO / "configs" / "pets09_s2l1_motion_only.yaml",
+                                 args.out / "pets_motion", max_frames=args.max_frames,
+                                 progress=False)
+        rows.append({"data": "PETS09", "refresh_frames": "motion only", **motion})
     for n in args.refresh:
         result = evaluate_pets09(_with_reid(base, refresh_frames=n), args.out / f"pets_r{n}",
                                  max_frames=args.max_frames, progress=False)
         rows.append({"data": "PETS09", "refresh_frames": n, **result})
     if args.sample:
         sample = load_config(REPO / "configs" / "sample.yaml")
-        if args.backend:
-            sample = _with_reid(sample, backend=args.backend)
+        sample = _with_reid(sample, **overrides)
         for n in args.refresh:
             s = run(_with_reid(sample, refresh_frames=n), args.out / f"sample_r{n}",
                     RunOptions(max_frames=args.max_frames, progress=False))

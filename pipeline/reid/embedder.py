@@ -209,10 +209,16 @@ class CropEmbedder:
                        threads: int | None) -> None:
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        core = ov.Core()
+        hint = "f32"
+        if self.precision == "bf16":
+            if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                hint = "bf16"
+            else:
+                logger.warning("this CPU has no bf16 support; the re-id model runs in f32")
+        config = {"INFERENCE_PRECISION_HINT": hint}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        core = ov.Core()
         if weights is not None and Path(weights).suffix == ".xml":
             path = self._check_file(weights, "the OpenVINO backend")
             ov_model = core.read_model(str(path))
