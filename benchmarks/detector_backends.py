@@ -59,6 +59,7 @@ CONFIGS = [  # (name, weights, backend, imgsz, precision); references first
     ("openvino-bf16 640x640", RECOVERED, "openvino", (640, 640), "bf16"),
     ("openvino-bf16 384x640", RECOVERED, "openvino", (384, 640), "bf16"),
     ("openvino-bf16 480x640", RECOVERED, "openvino", (480, 640), "bf16"),
+    ("openvino-bf16 576x768", RECOVERED, "openvino", (576, 768), "bf16"),  # PETS09 native
     ("openvino-bf16 576x1024", RECOVERED, "openvino", (576, 1024), "bf16"),
     ("yolo11n litert-int8 640x640", INT8_11, "litert", (640, 640), None),
     ("yolo11n torch 640x640", RECOVERED_11, "torch", (640, 640), None),
