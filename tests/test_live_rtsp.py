@@ -192,7 +192,10 @@ def test_stream_source_survives_freeze_kill_and_restart(rtsp, caplog):
 
 def _mtmc_run(tmp: Path, server: RtspServer, *extra: str) -> tuple[subprocess.Popen, Path]:
     config = tmp / "live.yaml"
-    cameras = "\n".join(f'  - {{id: {m}, source: "{server.url(m)}"}}' for m in server.mounts)
+    # Reader settings through the cameras' YAML ``stream`` mapping (the real path).
+    stream = "{open_timeout_s: 3, read_timeout_s: 2, stall_s: 1.5, backoff_max_s: 2}"
+    cameras = "\n".join(f'  - {{id: {m}, source: "{server.url(m)}", stream: {stream}}}'
+                         for m in server.mounts)
     config.write_text(
         f"cameras:\n{cameras}\n"
         f"detector: {{name: yolo, weights: {REPO / 'weights' / 'yolov8n_int8.tflite'}}}\n"
