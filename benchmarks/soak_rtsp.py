@@ -3,12 +3,16 @@
 Starts the loopback GStreamer RTSP server of the tests (``tests/rtsp_server.py``, run by
 the Debian system python; see ``.ci/run`` for its packages) with two mounts serving the
 sample clip in a loop, runs ``mtmc run --duration`` on them (detector + tracker +
-online association; re-id with ``--reid``), optionally freezes the server now and then
-to inject outages, and samples every ``--every`` seconds the run's resident memory
-(``/proc/<pid>/status`` VmRSS) and the per-camera health counters it logs. Prints one
-JSON object: the samples, the memory growth after warm-up, and the run's summary.
+online association; re-id with ``--reid``; the cameras' YAML ``stream`` options as
+given by ``--stream``), injects outages (``--freeze-every``: SIGSTOP the server for
+``--freeze-s``; ``--restart-at``: kill it and start a new one on the same port after
+``--down-s``), and samples every ``--every`` seconds the run's resident memory, thread
+count and open file descriptors (``/proc/<pid>``) and the per-camera health counters
+it logs. Prints one JSON object: the samples, the memory growth after warm-up, a
+per-minute table, and the run's summary.
 
-    nice -n 10 python3 benchmarks/soak_rtsp.py --minutes 2 --every 5 --freeze-every 40
+    nice -n 10 python3 benchmarks/soak_rtsp.py --minutes 8 --every 5 --freeze-every 90 \
+        --restart-at 270
 """
 
 from __future__ import annotations
@@ -39,25 +43,80 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rss_mb(pid: int) -> float | None:
+def _process_stats(pid: int) -> dict[str, float] | None:
+    """Resident memory (MB), threads and open file descriptors of a process."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-    return None
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
+    if "VmRSS" not in fields:  # exited (a zombie has no memory)
+        return None
+    return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024.0, 1),
+            "threads": int(fields["Threads"]), "fds": fds}
+
+
+class Server:
+    """The loopback RTSP server on a fixed port, so a restart serves the same URLs."""
+
+    def __init__(self, *, port: int, password: str, size: tuple[int, int]) -> None:
+        self.port, self.password, self.size = port, password, size
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> bool:
+        self.process = subprocess.Popen(
+            ["/usr/bin/python3", str(REPO / "tests" / "rtsp_server.py"), "--clip",
+             str(REPO / "samples" / "pdestre_session3" / "cam1.webm"), "--port",
+             str(self.port), "--mount", "cam1", "--mount", "cam2", "--user", "soak",
+             "--password", self.password, "--width", str(self.size[0]), "--height",
+             str(self.size[1])],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().startswith(b"READY")
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def _schedule(args: argparse.Namespace, duration: float) -> list[tuple[float, str]]:
+    """(time s, action) of the injected outages, in time order."""
+    events = []
+    if args.freeze_every > 0:
+        t = args.freeze_every
+        while t + args.freeze_s < duration - 10:
+            if not any(r - args.freeze_s - 10 <= t <= r + args.down_s + 20
+                       for r in args.restart_at):
+                events += [(t, "freeze"), (t + args.freeze_s, "resume")]
+            t += args.freeze_every
+    for r in args.restart_at:
+        events += [(r, "kill"), (r + args.down_s, "start")]
+    return sorted(events)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--every", type=float, default=5.0, help="sampling period, s")
-    parser.add_argument("--warmup", type=float, default=20.0,
+    parser.add_argument("--warmup", type=float, default=30.0,
                         help="seconds excluded from the memory-growth figure")
     parser.add_argument("--freeze-every", type=float, default=0.0,
                         help="SIGSTOP the server for --freeze-s every this many s (0 = never)")
     parser.add_argument("--freeze-s", type=float, default=5.0)
+    parser.add_argument("--restart-at", type=float, action="append", default=[],
+                        metavar="S", help="kill the server at S s, start it --down-s later")
+    parser.add_argument("--down-s", type=float, default=5.0)
+    parser.add_argument("--stream", default="{open_timeout_s: 5, read_timeout_s: 3, stall_s: 2, "
+                        "queue_size: 4, rtsp_transport: tcp}",
+                        help="YAML 'stream' mapping of both cameras")
     parser.add_argument("--reid", action="store_true", help="embed crops with re-id too")
     parser.add_argument("--size", default="640x360", help="stream size WxH")
     parser.add_argument("--threads", type=int, default=1)
@@ -65,24 +124,20 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
 
     work = Path(tempfile.mkdtemp(prefix="soak_rtsp_"))
-    port, password = _free_port(), secrets.token_hex(8)
-    server = subprocess.Popen(
-        ["/usr/bin/python3", str(REPO / "tests" / "rtsp_server.py"), "--clip",
-         str(REPO / "samples" / "pdestre_session3" / "cam1.webm"), "--port", str(port),
-         "--mount", "cam1", "--mount", "cam2", "--user", "soak", "--password", password,
-         "--width", str(width), "--height", str(height)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert server.stdout is not None
-    if not server.stdout.readline().startswith(b"READY"):
+    server = Server(port=_free_port(), password=secrets.token_hex(8), size=(width, height))
+    if not server.start():
         print("soak: the RTSP server did not start (GStreamer packages missing?)",
               file=sys.stderr)
         return 2
-    reid = "{enabled: true}" if args.reid else "{enabled: false}"
+    password, port = server.password, server.port
+    # Re-id as in configs/sample.yaml (the shipped HA-CNN weights, bf16).
+    reid = (f"{{enabled: true, model: hacnn, weights: {REPO / 'weights' / 'hacnn_cuhk.safetensors'}"
+            ", precision: bf16}" if args.reid else "{enabled: false}")
     config = work / "soak.yaml"
     config.write_text(
         "cameras:\n"
-        + "".join(f'  - {{id: {c}, source: "rtsp://soak:{password}@127.0.0.1:{port}/{c}"}}\n'
-                  for c in ("cam1", "cam2"))
+        + "".join(f'  - {{id: {c}, source: "rtsp://soak:{password}@127.0.0.1:{port}/{c}", '
+                  f"stream: {args.stream}}}\n" for c in ("cam1", "cam2"))
         + f"detector: {{name: yolo, weights: {REPO / 'weights' / 'yolov8n_int8.tflite'}}}\n"
         f"reid: {reid}\nassociation: {{mode: online}}\n"
         f"output: {{mot: true, plots: false}}\nthreads: {args.threads}\n")
@@ -94,60 +149,103 @@ def main() -> int:
         env={**os.environ, "YOLO_OFFLINE": "1"})
     health: dict[str, dict] = {}
     log_tail: list[str] = []
+    leaked: list[bool] = []
+    last_health_s: list[float] = [0.0]  # when the last health line came (run time)
 
     def read_log() -> None:
         assert run.stdout is not None
-        for raw in run.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            log_tail[:] = (log_tail + [line])[-30:]
-            match = HEALTH.search(line)
-            if match:
-                cam, state, frames, dropped, stale, reconnects, outage = match.groups()
-                health[cam] = {"state": state, "frames": int(frames), "dropped": int(dropped),
-                               "stale": int(stale), "reconnects": int(reconnects),
-                               "outage_s": float(outage)}
+        with open(work / "mtmc.log", "w") as log:
+            for raw in run.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log.write(line + "\n")
+                log_tail[:] = (log_tail + [line])[-30:]
+                if password in line:
+                    leaked.append(True)
+                _parse_health(line)
 
+    def _parse_health(line: str) -> None:
+        match = HEALTH.search(line)
+        if match:
+            last_health_s[0] = time.monotonic() - start
+            cam, state, frames, dropped, stale, reconnects, outage = match.groups()
+            health[cam] = {"state": state, "frames": int(frames), "dropped": int(dropped),
+                           "stale": int(stale), "reconnects": int(reconnects),
+                           "outage_s": float(outage)}
+
+    start = time.monotonic()
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
-    start = time.monotonic()
-    samples, next_freeze = [], args.freeze_every or float("inf")
-    freezes = 0
+    events = _schedule(args, duration)
+    done_events: list[dict] = []
+    samples: list[dict] = []
+    next_sample = args.every
     try:
         while run.poll() is None:
-            time.sleep(args.every)
+            time.sleep(0.2)
             t = time.monotonic() - start
-            if t >= next_freeze:
-                server.send_signal(signal.SIGSTOP)
-                time.sleep(args.freeze_s)
-                server.send_signal(signal.SIGCONT)
-                freezes += 1
-                next_freeze += args.freeze_every
-            rss = _rss_mb(run.pid)
-            if rss is not None:
-                samples.append({"t_s": round(t, 1), "rss_mb": round(rss, 1),
-                                "cameras": json.loads(json.dumps(health))})
+            while events and events[0][0] <= t:
+                _, action = events.pop(0)
+                if action == "freeze":
+                    server.signal(signal.SIGSTOP)
+                elif action == "resume":
+                    server.signal(signal.SIGCONT)
+                elif action == "kill":
+                    server.kill()
+                elif action == "start" and not server.start():
+                    print("soak: the RTSP server did not restart", file=sys.stderr)
+                done_events.append({"t_s": round(t, 1), "action": action})
+            if t >= next_sample:
+                next_sample += args.every
+                stats = _process_stats(run.pid)
+                if stats is not None:
+                    samples.append({"t_s": round(t, 1), **stats,
+                                    "cameras": json.loads(json.dumps(health))})
         run.wait()
     finally:
         if run.poll() is None:
             run.terminate()
-        server.send_signal(signal.SIGCONT)
         server.kill()
     reader.join(timeout=5)
     summary_path = work / "out" / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    steady = [s for s in samples if s["t_s"] >= args.warmup]
-    growth = None
+    # Steady state: after the warm-up (models loading) and before the shutdown (the
+    # last health line; afterwards the run finishes its files and frees memory).
+    steady = [s for s in samples if args.warmup <= s["t_s"] <= last_health_s[0] + 0.5]
+    growth = slope = None
     if len(steady) >= 2:
         span_min = (steady[-1]["t_s"] - steady[0]["t_s"]) / 60.0
         growth = round((steady[-1]["rss_mb"] - steady[0]["rss_mb"]) / span_min, 2)
+        ts = [s["t_s"] / 60.0 for s in steady]
+        rs = [s["rss_mb"] for s in steady]
+        mean_t, mean_r = sum(ts) / len(ts), sum(rs) / len(rs)
+        slope = round(sum((t - mean_t) * (r - mean_r) for t, r in zip(ts, rs, strict=True))
+                      / sum((t - mean_t) ** 2 for t in ts), 3)
+    per_minute = []
+    for minute in range(1, int(args.minutes) + 1):
+        last = [s for s in samples if s["t_s"] <= minute * 60.0 + 1e-6]
+        if last:
+            s = last[-1]
+            per_minute.append({"t_s": s["t_s"], "rss_mb": s["rss_mb"], "threads": s["threads"],
+                               "fds": s["fds"], **{f"{c}_{k}": v[k] for c, v in
+                                                   sorted(s["cameras"].items())
+                                                   for k in ("frames", "dropped", "reconnects")}})
     report = {
         "minutes": args.minutes, "size": args.size, "reid": args.reid,
-        "freezes": freezes, "freeze_s": args.freeze_s, "exit_code": run.returncode,
+        "stream_options": args.stream, "events": done_events, "exit_code": run.returncode,
         "rss_mb": {"first": samples[0]["rss_mb"] if samples else None,
                    "after_warmup": steady[0]["rss_mb"] if steady else None,
                    "last": samples[-1]["rss_mb"] if samples else None,
                    "max": max((s["rss_mb"] for s in samples), default=None),
-                   "growth_mb_per_min_after_warmup": growth},
+                   "last_steady": steady[-1]["rss_mb"] if steady else None,
+                   "growth_mb_per_min_after_warmup": growth,
+                   "fitted_slope_mb_per_min_after_warmup": slope,
+                   "steady_window_s": [steady[0]["t_s"], steady[-1]["t_s"]] if steady
+                   else None},
+        "threads": {"min": min((s["threads"] for s in steady), default=None),
+                    "max": max((s["threads"] for s in steady), default=None)},
+        "fds": {"min": min((s["fds"] for s in steady), default=None),
+                "max": max((s["fds"] for s in steady), default=None)},
+        "per_minute": per_minute,
         "cameras": {c["id"]: c.get("health") for c in summary["cameras"]} if summary else None,
         "camera_frames_per_s": summary["camera_frames_per_s"] if summary else None,
         "rows": summary["rows"] if summary else None,
@@ -155,7 +253,7 @@ def main() -> int:
         "revisions": summary["revisions"] if summary else None,
         "password_in_outputs": any(
             password.encode() in p.read_bytes() for p in (work / "out").rglob("*")
-            if p.is_file()) or any(password in line for line in log_tail),
+            if p.is_file()) or bool(leaked),
         "samples": samples,
         "out": str(work / "out"),
     }
