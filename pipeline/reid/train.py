@@ -394,6 +394,9 @@ def train(args: argparse.Namespace) -> dict:
             "lr": lr,
             "seconds": round(seconds, 1),
             "images_per_s": round(seen / seconds, 1),
+            # < 1 only when the time budget cut the epoch short
+            "epoch_fraction": round(min(seen / (iters * min(args.batch_p, num_classes)
+                                                * args.batch_k), 1.0), 3),
         }
         done = epoch + 1
         last = done == args.epochs or out_of_time
@@ -424,7 +427,8 @@ def train(args: argparse.Namespace) -> dict:
             card.update(
                 {
                     "epochs": done if out_of_time else args.epochs,
-                    "epochs_done": done,
+                    "epochs_done": done if metrics["epoch_fraction"] >= 1.0
+                    else round(epoch + metrics["epoch_fraction"], 3),
                     "complete": last,
                     "stopped_by_time_budget": out_of_time,
                     "wall_time_s": round(wall, 1),
