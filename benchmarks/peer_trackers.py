@@ -11,7 +11,9 @@ Rows (all scored with ``pipeline.evaluation.mot`` against the MOTChallenge gt):
   ``imgsz``, ``iou``, ``max_det``, person class only), YAML defaults otherwise (BoT-SORT
   without re-id, as shipped); frames/s = the loop over the video after a warm-up call that
   loads the model. Ultralytics runs the file in its own runtime (LiteRT for ``.tflite``,
-  PyTorch for ``.pt``), which may differ from the backend our config picks;
+  PyTorch for ``.pt``), which may differ from the backend our config picks; for a ``.pt``
+  file the rows are repeated on ultralytics' own OpenVINO export of it (``model.export(
+  format="openvino")`` at the config's input size), what its users do for CPU speed;
 * ``boxmot <tracker>`` (when ``--boxmot-python`` exists): BoxMOT's trackers fed our
   detector's boxes (the first config's ``YoloDetector``, computed once here), their re-id
   pointed at the local OSNet-x0.25 MSMT17 ONNX file. They run in a separate virtual
@@ -26,6 +28,7 @@ Prints a markdown table; ``--json`` writes every figure. Time figures need a qui
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -88,6 +91,33 @@ def detector_settings(config: Path) -> dict:
     return {"weights": Path(params["weights"]), "conf": float(params.get("conf", 0.25)),
             "iou": float(params.get("iou", 0.7)), "max_det": int(params.get("max_det", 300)),
             "imgsz": list(imgsz) if isinstance(imgsz, (list, tuple)) else int(imgsz)}
+
+
+def openvino_export(settings: dict) -> dict:
+    """``settings`` with the ``.pt`` file replaced by ultralytics' own OpenVINO export of it.
+
+    What an ultralytics user would do for CPU speed (``model.export(format="openvino")``);
+    exported once, offline, into ``$MTMC_CACHE/ultralytics`` (default ``~/.cache/mtmc``),
+    at the config's input size. OpenVINO picks bf16 on CPUs that have it, as our detector.
+    """
+    import shutil
+
+    source = Path(settings["weights"])
+    if source.suffix != ".pt":
+        raise ValueError(f"{source}: an OpenVINO export needs a .pt checkpoint")
+    imgsz = settings["imgsz"]
+    size = list(imgsz) if isinstance(imgsz, list) else [imgsz, imgsz]
+    cache = Path(os.environ.get("MTMC_CACHE", Path.home() / ".cache" / "mtmc"))
+    folder = cache / "ultralytics" / f"{source.stem}_{size[0]}x{size[1]}"
+    exported = folder / f"{source.stem}_openvino_model"
+    if not (exported / f"{source.stem}.xml").is_file():
+        from ultralytics import YOLO
+
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, folder / source.name)  # ultralytics exports next to the file
+        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the table
+            YOLO(str(folder / source.name)).export(format="openvino", imgsz=size)
+    return {**settings, "weights": exported}
 
 
 def set_ultralytics_threads(threads: int) -> None:
@@ -252,6 +282,8 @@ def main() -> int:
     parser.add_argument("--configs", type=Path, nargs="+", default=[
         REPO / "configs" / "pets09_s2l1.yaml", REPO / "configs" / "pets09_s2l1_motion_only.yaml"])
     parser.add_argument("--ultralytics", nargs="*", default=["bytetrack", "botsort"])
+    parser.add_argument("--no-openvino-export", action="store_true",
+                        help="skip the ultralytics rows on its OpenVINO export of the .pt file")
     parser.add_argument("--boxmot-python", type=Path, default=BOXMOT_PYTHON,
                         help="python of the BoxMOT environment (rows skipped if missing)")
     parser.add_argument("--boxmot-trackers", nargs="*", default=list(BOXMOT_TRACKERS))
@@ -277,11 +309,16 @@ def main() -> int:
             r = run_ours(config, tmp / config.stem, args.max_frames)
             results.append({"name": f"ours {config.stem}", "detections": "ours", **r})
         settings = detector_settings(args.configs[0])
-        for tracker in args.ultralytics:
-            rows, timing = run_ultralytics_track(settings, tracker, args.max_frames,
-                                                 args.threads)
-            results.append({"name": f"ultralytics {tracker}", "detections": "ultralytics",
-                            **score(rows, args.max_frames), **timing})
+        runtimes = [("", settings)]
+        if not args.no_openvino_export and settings["weights"].suffix == ".pt":
+            runtimes.append((" (OpenVINO export)", openvino_export(settings)))
+        for suffix, these in runtimes:
+            for tracker in args.ultralytics:
+                rows, timing = run_ultralytics_track(these, tracker, args.max_frames,
+                                                     args.threads)
+                results.append({"name": f"ultralytics {tracker}{suffix}",
+                                "detections": "ultralytics", **score(rows, args.max_frames),
+                                **timing})
         if args.boxmot_trackers and args.boxmot_python.exists():
             rows, report = run_boxmot(args.boxmot_python, args.configs[0],
                                       args.boxmot_trackers, args.max_frames, tmp)

@@ -8,12 +8,16 @@ Scenes: ``sample`` (``configs/sample.yaml``, 4 cameras x 150 frames, 960x540) an
   ultralytics' trackers do);
 * ``ultralytics``: ``YOLO(weights).track(video, tracker="bytetrack.yaml")`` per camera
   (one after the other), with the config's detector file and settings; its runtime gets the
-  same thread count as ours (``--threads``).
+  same thread count as ours (``--threads``);
+* ``ultralytics-openvino``: the same on ultralytics' own OpenVINO export of the config's
+  ``.pt`` file (``benchmarks/peer_trackers.py``'s ``openvino_export``; skipped for other
+  files), the runtime our configs use.
 
 Every run is its own process (fresh memory; peak RSS from ``os.wait4``); runs take turns
 variant by variant within a repeat so all share the same background load, and ratios are
-taken per repeat, then the median. Frames/s counts camera-frames over the frame loop
-after models are loaded (ours: the runner's ``loop_s``; ultralytics: after a warm-up call);
+taken per repeat (against each ultralytics variant), then the median. Frames/s counts
+camera-frames over the frame loop after models are loaded (ours: the runner's ``loop_s``;
+ultralytics: after a warm-up call);
 ``process_s`` is the whole process (imports, model loading, export) for reference.
 
     flock /tmp/cpu.lock nice -n 5 python3 benchmarks/speed.py --repeats 3 --json runs/speed.json
@@ -38,7 +42,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 SCENES = {"sample": REPO / "configs" / "sample.yaml",
           "pets09": REPO / "configs" / "pets09_s2l1.yaml"}
-VARIANTS = ("ours", "ours-motion", "ultralytics")
+VARIANTS = ("ours", "ours-motion", "ultralytics", "ultralytics-openvino")
 
 
 # ------------------------------------------------------------------------------ workers
@@ -60,16 +64,19 @@ def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool) ->
             "threads": summary.get("threads")}
 
 
-def worker_ultralytics(config_path: Path, max_frames: int | None, threads: int) -> dict:
+def worker_ultralytics(config_path: Path, max_frames: int | None, threads: int,
+                       openvino: bool = False) -> dict:
     """``YOLO.track`` over each camera's video in turn; summed loop time."""
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from peer_trackers import detector_settings, run_ultralytics_track
+    from peer_trackers import detector_settings, openvino_export, run_ultralytics_track
 
     from pipeline.config import load_config
 
     config = load_config(config_path)
     settings = detector_settings(config_path)
+    if openvino:
+        settings = openvino_export(settings)
     frames, loop_s, stages = 0, 0.0, {}
     for camera in config.cameras:
         _, timing = run_ultralytics_track(settings, "bytetrack", max_frames, threads,
@@ -123,17 +130,18 @@ def summarise(runs: list[dict]) -> dict:
 
 def markdown(report: dict) -> str:
     lines = ["| scene | variant | camera-frames | camera-frames/s (median) | runs | "
-             "x ultralytics | ms per camera-frame (median) | peak RSS MB | process s |",
-             "|---" * 9 + "|"]
+             "x ultralytics | x ultralytics-openvino | ms per camera-frame (median) | "
+             "peak RSS MB | process s |", "|---" * 10 + "|"]
     for scene, variants in report["scenes"].items():
         for variant, s in variants.items():
-            ratio = report["ratios"].get(scene, {}).get(variant)
+            ratios = [report["ratios"].get(scene, {}).get(b, {}).get(variant)
+                      for b in ("ultralytics", "ultralytics-openvino")]
+            cells = " | ".join("" if r is None else f"{r:.2f}" for r in ratios)
             stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stage_ms_per_camera_frame"].items()
                                if v >= 0.05)
             runs = "/".join(f"{v:.1f}" for v in s["all_camera_frames_per_s"])
             lines.append(f"| {scene} | {variant} | {s['camera_frames']} | "
-                         f"{s['camera_frames_per_s']:.1f} | {runs} | "
-                         f"{'' if ratio is None else f'{ratio:.2f}'} | {stages} | "
+                         f"{s['camera_frames_per_s']:.1f} | {runs} | {cells} | {stages} | "
                          f"{s['peak_rss_mb']:.0f} | {s['process_s']:.0f} |")
     return "\n".join(lines)
 
@@ -154,17 +162,31 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.worker:
-        if args.worker == "ultralytics":
-            figures = worker_ultralytics(args.config, args.max_frames, args.threads)
+        if args.worker.startswith("ultralytics"):
+            figures = worker_ultralytics(args.config, args.max_frames, args.threads,
+                                         openvino=args.worker == "ultralytics-openvino")
         else:
             figures = worker_ours(args.config, args.max_frames, args.worker == "ours-motion")
         args.worker_out.write_text(json.dumps(figures))
         return 0
 
+    variants = list(args.variants)
+    if "ultralytics-openvino" in variants:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from peer_trackers import detector_settings, openvino_export
+
+        for scene in args.scenes:
+            settings = detector_settings(SCENES[scene])
+            if settings["weights"].suffix != ".pt":
+                print(f"{scene}: {settings['weights'].name} is no .pt file; ultralytics-openvino "
+                      "skipped", file=sys.stderr)
+                variants.remove("ultralytics-openvino")
+                break
+            openvino_export(settings)  # export once, before any timing
     raw: dict[str, dict[str, list[dict]]] = {}
     for repeat in range(args.repeats):
         for scene in args.scenes:
-            for variant in args.variants:
+            for variant in variants:
                 r = run_once(scene, variant, args.max_frames, args.threads)
                 raw.setdefault(scene, {}).setdefault(variant, []).append(r)
                 print(f"repeat {repeat + 1}/{args.repeats} {scene:7s} {variant:12s} "
@@ -176,14 +198,15 @@ def main() -> int:
               "scenes": {s: {v: summarise(runs) for v, runs in vs.items()}
                          for s, vs in raw.items()},
               "ratios": {}, "raw": raw}
-    for scene, variants in raw.items():
-        if "ultralytics" not in variants:
-            continue
-        base = variants["ultralytics"]
-        report["ratios"][scene] = {
-            v: statistics.median(a["camera_frames_per_s"] / b["camera_frames_per_s"]
-                                 for a, b in zip(runs, base, strict=True))
-            for v, runs in variants.items()}
+    for scene, scene_runs in raw.items():
+        for base_name in ("ultralytics", "ultralytics-openvino"):
+            if base_name not in scene_runs:
+                continue
+            base = scene_runs[base_name]
+            report["ratios"].setdefault(scene, {})[base_name] = {
+                v: statistics.median(a["camera_frames_per_s"] / b["camera_frames_per_s"]
+                                     for a, b in zip(runs, base, strict=True))
+                for v, runs in scene_runs.items()}
     print(markdown(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
