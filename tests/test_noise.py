@@ -214,3 +214,23 @@ def test_bad_levels_name_the_field():
         NoiseLevel(misalign_rate=1.5)
     with pytest.raises(ValueError, match="num_frames"):
         make_detections(np.array([[5, 1, 0, 0, 10, 20, 1]]), NoiseLevel(), seed=0, num_frames=3)
+
+
+def test_ultralytics_trackers_take_the_same_detections(seq09):
+    # benchmarks/tracker_adapters.py feeds ultralytics' BYTETracker/BOTSORT through a small
+    # results-like object; perfect boxes must come out as near-perfect tracking, which
+    # checks that the adapter's box format and frame numbering match ultralytics' contract.
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tracker_adapters.py"
+    spec = importlib.util.spec_from_file_location("tracker_adapters", path)
+    adapters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapters)
+    gt, info = seq09
+    frames = _make(seq09, NoiseLevel(score_drop=0.0)).per_frame()
+    for kind in adapters.ULTRALYTICS_TRACKERS:
+        rows = adapters.run_ultralytics(frames, kind)
+        r = evaluate_mot(gt, rows, num_frames=info.num_frames)
+        assert r["MOTA"] > 0.97 and r["IDF1"] > 0.9, (kind, r)
+    with pytest.raises(ValueError, match="bytetrack"):
+        adapters.ultralytics_tracker("sort")
