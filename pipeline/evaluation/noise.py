@@ -231,8 +231,15 @@ def _missed(ids: np.ndarray, u: np.ndarray, level: NoiseLevel) -> np.ndarray:
     return out
 
 
-def _misalign(cx, cy, w, h, u_kind, u_mag, u_dir, u_side) -> None:
-    """Apply shift/scale/truncation in place to the selected boxes (centre-size form)."""
+def _misalign(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray,
+              u_kind: np.ndarray, u_mag: np.ndarray, u_dir: np.ndarray,
+              u_side: np.ndarray) -> None:
+    """Shift, scale or truncate boxes in place (centre x/y, width, height arrays, pixels).
+
+    ``u_kind`` (uniform) picks the kind, ``u_mag`` is the magnitude as a fraction of the box
+    size, ``u_dir`` (uniform) the shift direction or loose/tight, ``u_side`` (uniform) the
+    truncated side.
+    """
     kind = np.minimum((u_kind * 3).astype(np.int64), 2)
     # shift: the centre moves by m x the box size in a random direction
     s = kind == 0
