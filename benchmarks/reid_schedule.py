@@ -7,7 +7,7 @@ every frame), plus the motion-only config as the floor. The runs take turns in o
 process, so their timings share the same machine state; report the ratios.
 
     python3 benchmarks/reid_schedule.py --refresh 1 2 4 8 [--backend openvino] [--sample]
-        [--min-score 0.6] [--no-motion]
+        [--min-score 0.4 0.6] [--no-motion]
 
 Prints a markdown table and writes JSON to ``--json`` (default runs/reid_schedule.json).
 """
@@ -37,8 +37,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refresh", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--backend", default=None, help="override reid.backend")
-    parser.add_argument("--min-score", type=float, default=None,
-                        help="override reid.min_score (detections below it are not embedded)")
+    parser.add_argument("--min-score", type=float, nargs="+", default=[None],
+                        help="reid.min_score values to compare (default: the configs' own)")
     parser.add_argument("--sample", action="store_true",
                         help="also run the 4-camera sample (configs/sample.yaml)")
     parser.add_argument("--max-frames", type=int, default=None)
@@ -48,8 +48,7 @@ def main() -> int:
     args = parser.parse_args()
 
     base = load_config(REPO / "configs" / "pets09_s2l1.yaml")
-    overrides = {k: v for k, v in (("backend", args.backend), ("min_score", args.min_score))
-                 if v is not None}
+    overrides = {"backend": args.backend} if args.backend else {}
     base = _with_reid(base, **overrides)
     rows = []
     if not args.no_motion:
@@ -57,17 +56,22 @@ def main() -> int:
                                  args.out / "pets_motion", max_frames=args.max_frames,
                                  progress=False)
         rows.append({"data": "PETS09", "refresh_frames": "motion only", **motion})
-    for n in args.refresh:
-        result = evaluate_pets09(_with_reid(base, refresh_frames=n), args.out / f"pets_r{n}",
-                                 max_frames=args.max_frames, progress=False)
-        rows.append({"data": "PETS09", "refresh_frames": n, **result})
+    settings = [(n, m) for m in args.min_score for n in args.refresh]
+    for n, m in settings:
+        extra = {"min_score": m} if m is not None else {}
+        tag = f"r{n}" + (f"_s{m}" if m is not None else "")
+        result = evaluate_pets09(_with_reid(base, refresh_frames=n, **extra),
+                                 args.out / f"pets_{tag}", max_frames=args.max_frames,
+                                 progress=False)
+        rows.append({"data": "PETS09", "refresh_frames": n, "min_score": m, **result})
     if args.sample:
-        sample = load_config(REPO / "configs" / "sample.yaml")
-        sample = _with_reid(sample, **overrides)
-        for n in args.refresh:
-            s = run(_with_reid(sample, refresh_frames=n), args.out / f"sample_r{n}",
+        sample = _with_reid(load_config(REPO / "configs" / "sample.yaml"), **overrides)
+        for n, m in settings:
+            extra = {"min_score": m} if m is not None else {}
+            tag = f"r{n}" + (f"_s{m}" if m is not None else "")
+            s = run(_with_reid(sample, refresh_frames=n, **extra), args.out / f"sample_{tag}",
                     RunOptions(max_frames=args.max_frames, progress=False))
-            rows.append({"data": "sample", "refresh_frames": n,
+            rows.append({"data": "sample", "refresh_frames": n, "min_score": m,
                          "camera_frames_per_s": s["camera_frames_per_s"],
                          "stage_ms_per_camera_frame": s["stage_ms_per_camera_frame"],
                          "tracklets": s["tracklets"], "identities": s["identities"],
@@ -75,19 +79,21 @@ def main() -> int:
                          "reid": s["reid"]})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print("| data | refresh_frames | HOTA | IDF1 | MOTA | IDSW | embedded share | "
-          "embed ms/cam-frame | cam-frames/s | identities (multi-cam) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | refresh_frames | min_score | HOTA | IDF1 | MOTA | IDSW | crops embedded | "
+          "embedded share | embed ms/cam-frame | cam-frames/s | identities (multi-cam) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         stage = r["stage_ms_per_camera_frame"]
         share = r["reid"]["embedded_share"] if r.get("reid") else 0.0
+        crops = r["reid"]["embedded_detections"] if r.get("reid") else 0
+        min_score = r.get("min_score") if r.get("min_score") is not None else "config"
         ids = r.get("identities")
         if "identities_multi_camera" in r:
             ids = f"{ids} ({r['identities_multi_camera']})"
         hota, idf1, mota = (f"{100 * r[k]:.1f}" if k in r else "-"
                             for k in ("HOTA", "IDF1", "MOTA"))
-        print(f"| {r['data']} | {r['refresh_frames']} | {hota} | {idf1} | "
-              f"{mota} | {r.get('IDSW', '-')} | {share:.2f} | "
+        print(f"| {r['data']} | {r['refresh_frames']} | {min_score} | {hota} | {idf1} | "
+              f"{mota} | {r.get('IDSW', '-')} | {crops} | {share:.2f} | "
               f"{stage.get('embed', 0.0):.1f} | {r['camera_frames_per_s']:.1f} | {ids} |")
     return 0
 
