@@ -321,6 +321,16 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                     GlobalTrack(global_id=i, members=(t.key,))
                     for i, t in enumerate(tracklets, 1)]
                 global_of = {key: g.global_id for g in identities for key in g.members}
+                # Tracks too short to be tracklets are not associated, but their rows
+                # still get an id: one identity each, numbered after the others.
+                next_id = max(global_of.values(), default=0) + 1
+                for cid, builder in builders.items():
+                    for tid in builder.short_track_ids:
+                        if (cid, tid) not in global_of:
+                            identities.append(GlobalTrack(global_id=next_id,
+                                                          members=((cid, tid),)))
+                            global_of[(cid, tid)] = next_id
+                            next_id += 1
     loop_s = time.perf_counter() - wall_start
 
     with timer("export"):
@@ -353,6 +363,9 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
         "tracklets": n_tracklets,
         "identities": n_ids,
         "identities_multi_camera": n_multi,
+        # of the identities, tracks shorter than tracklets.min_length (not associated)
+        "identities_short_tracks": sum(len(b.short_track_ids) for b in builders.values())
+        if not online else 0,
         "revisions": associator.revisions if online else 0,
         "rows": rows,
         "reid": embed.stats() if embed is not None else None,

@@ -131,6 +131,7 @@ class TrackletBuilder:
         self.finish_after_s = float(finish_after_s)
         self._open: dict[int, _Accumulator] = {}
         self._closed_ids: set[int] = set()
+        self.short_track_ids: list[int] = []  # finished tracks below min_length, in order
         self._seq = itertools.count()
         self._now = float("-inf")
 
@@ -190,6 +191,7 @@ class TrackletBuilder:
     def _build(self, tid: int, acc: _Accumulator) -> Tracklet | None:
         self._closed_ids.add(tid)
         if len(acc.frames) < self.min_length:
+            self.short_track_ids.append(tid)
             return None
         return self._summarise(tid, acc)
 
