@@ -59,8 +59,8 @@ INPUTS = "association_inputs.pkl"
 # first is the associator before id hysteresis; each next one adds one of its parts.
 VARIANTS: dict[str, dict[str, Any]] = {
     "no_hysteresis": {"min_frames": 10, "switch_margin": 0.0, "switch_rounds": 1},
-    "evidence_20_frames": {"min_frames": 20, "switch_margin": 0.0, "switch_rounds": 1},
-    "evidence_and_margin": {"min_frames": 20, "switch_rounds": 1},
+    "evidence": {"switch_margin": 0.0, "switch_rounds": 1},
+    "evidence_and_margin": {"switch_rounds": 1},
     "defaults": {},
 }
 
@@ -69,8 +69,10 @@ def _ids(path: Path) -> dict[tuple[str, int], int]:
     from pipeline.export import read_trajectories
 
     rows = read_trajectories(path)
+    # Id -1: a track too short to become a tracklet (never associated); left out.
     return {(str(c), int(t)): int(g)
-            for c, t, g in zip(rows.camera, rows.track_id, rows.global_id, strict=True)}
+            for c, t, g in zip(rows.camera, rows.track_id, rows.global_id, strict=True)
+            if g > 0}
 
 
 def compare(reference: dict[tuple[str, int], int], other: dict[tuple[str, int], int]) -> dict:

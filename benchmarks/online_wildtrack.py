@@ -13,7 +13,7 @@ by side on the same scenes, with offline association of the finished tracklets a
 reference (appearance only: the online associator has no ground-plane cue).
 
 WILDTRACK is annotated at 2 fps, so the variants' ``min_frames`` (meant for 10 fps) are
-scaled to the same evidence time: 10 frames -> 2 observations, 20 -> 4.
+scaled to the same evidence time: 10 frames -> 2 observations, 40 -> 8.
 
 Scores, medians over seeds: MTMC IDF1/IDP/IDR against every visible gt box
 (``pipeline.evaluation.mtmc``), pairwise precision/recall of "same person" over the

@@ -18,8 +18,8 @@ open tracks of one camera are never joined and a frozen decision cannot be
 contradicted later by the track growing.
 
 Id hysteresis keeps ids stable while tracklets grow (re-clustering every round from
-scratch flips ids whenever new evidence moves a distance across the threshold: 118 id
-changes for 55 tracklets on the four-camera sample, docs/LIVE.md):
+scratch flips ids whenever new evidence moves a distance across the threshold: 108 id
+changes for 58 tracklets on the four-camera sample, docs/LIVE.md):
 
 * evidence before the first id: an open tracklet needs ``min_frames`` frames;
 * a margin: when re-clustering, two tracklets that hold the same id count as
@@ -115,7 +115,7 @@ class OnlineAssociator(AssociationRules):
         transit_windows: Mapping[str, Sequence[float]] | None = None,
         same_camera_gap_s: float = 0.0,
         lag_s: float = 10.0,
-        min_frames: int = 20,
+        min_frames: int = 40,
         forget_after_s: float = 600.0,
         switch_margin: float = 0.05,
         switch_rounds: int = 2,
@@ -124,8 +124,9 @@ class OnlineAssociator(AssociationRules):
         Args:
             lag_s: Seconds after its first assignment during which a tracklet's global
                 id may still change; older assignments are frozen.
-            min_frames: Frames an open tracklet needs before it gets a global id (20:
-                2 s at 10 fps; with 10 the sample's ids changed more, docs/LIVE.md).
+            min_frames: Frames an open tracklet needs before it gets a global id (40:
+                4 s at 10 fps; fewer changed ids more often and scored lower against
+                ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
             forget_after_s: Finished, frozen tracklets that ended this long ago are
                 dropped from matching (bounds memory and cost on endless runs).
             switch_margin: Cosine distance by which tracklets holding one id count as
