@@ -20,7 +20,7 @@ def _dets(boxes) -> Detections:
     return Detections(xyxy=boxes, score=np.full(len(boxes), 0.9, np.float32))
 
 
-def _step(scheduler, tracker, boxes):
+def _frame(scheduler, tracker, boxes):
     """One frame: select, 'embed' the selected rows with a unit vector, track, observe."""
     dets = _dets(boxes)
     chosen = scheduler.select(dets, np.ones(len(dets), bool))
@@ -28,7 +28,11 @@ def _step(scheduler, tracker, boxes):
     emb[chosen, 0] = 1.0
     tracks = tracker.update(Detections(xyxy=dets.xyxy, score=dets.score, embedding=emb))
     scheduler.observe(tracks)
-    return chosen
+    return chosen, tracks
+
+
+def _step(scheduler, tracker, boxes):
+    return _frame(scheduler, tracker, boxes)[0]
 
 
 def test_refresh_one_embeds_everything_eligible():
@@ -77,15 +81,10 @@ def test_pets09_no_track_goes_longer_than_refresh_without_appearance(refresh):
     worst_gap, chosen_total, total = 0, 0, 0
     for frame in np.unique(gt[:, 0]).astype(int):
         rows = gt[gt[:, 0] == frame]
-        boxes = np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]
-        dets = _dets(boxes)
-        chosen = sched.select(dets, np.ones(len(dets), bool))
-        emb = np.zeros((len(dets), 4), np.float32)
-        emb[chosen, 0] = 1.0
-        tracks = tracker.update(Detections(xyxy=dets.xyxy, score=dets.score, embedding=emb))
-        sched.observe(tracks)
+        chosen, tracks = _frame(sched, tracker,
+                                np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]])
         chosen_total += int(chosen.sum())
-        total += len(dets)
+        total += len(chosen)
         for tid, row in zip(tracks.track_id.tolist(), tracks.embedding, strict=True):
             if row.any():
                 last_embedded[tid] = frame
