@@ -18,7 +18,7 @@ open tracks of one camera are never joined and a frozen decision cannot be
 contradicted later by the track growing.
 
 Id hysteresis keeps ids stable while tracklets grow (re-clustering every round from
-scratch flips ids whenever new evidence moves a distance across the threshold: 108 id
+scratch flips ids whenever new evidence moves a distance across the threshold: 141 id
 changes for 58 tracklets on the four-camera sample, docs/LIVE.md):
 
 * evidence before the first id: an open tracklet needs ``min_frames`` frames;
