@@ -64,3 +64,29 @@ def test_cli_json_output(capsys: pytest.CaptureFixture[str], monkeypatch) -> Non
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["directions"]["cam1->cam2"]["num_query"] == 20
+
+
+def test_cli_openvino_backend_matches_torch(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch) -> None:
+    """``--backend openvino`` evaluates the shipped safetensors file like PyTorch does."""
+    import pipeline.reid.evaluate as ev
+
+    weights = Path(__file__).resolve().parents[1] / "weights" / "hacnn_cuhk.safetensors"
+    real = ev.evaluate_protocol
+    monkeypatch.setattr(ev, "evaluate_protocol", lambda fn, **kw: real(fn, max_ids=25, **kw))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    results = {}
+    for backend in ("torch", "openvino"):
+        args = parser.parse_args(["--weights", str(weights), "--data", str(DATA / "reid"),
+                                  "--json", "--threads", "2", "--backend", backend])
+        assert main(args) == 0
+        results[backend] = json.loads(capsys.readouterr().out)
+        assert results[backend]["backend"] == backend
+        assert results[backend]["precision"] == "fp32"
+    for name, m in results["torch"]["directions"].items():
+        other = results["openvino"]["directions"][name]
+        assert m["num_query"] == other["num_query"] == 50
+        # Same model, f32 on both sides: at most one of 50 queries may flip rank.
+        assert abs(m["rank1"] - other["rank1"]) <= 1 / 50 + 1e-9
+        assert abs(m["mAP"] - other["mAP"]) < 0.01

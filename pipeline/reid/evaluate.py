@@ -171,6 +171,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--interpolation", choices=("linear", "area", "cubic"),
                         default="linear", help="crop resize mode")
+    parser.add_argument("--backend", choices=("auto", "torch", "openvino", "onnx"),
+                        default="auto",
+                        help="inference backend; auto: onnx for .onnx files, torch otherwise")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="torch autocast / OpenVINO inference precision")
     parser.add_argument("--input-hw", default=None,
                         help="H,W for ONNX files with a dynamic input size")
 
@@ -178,11 +183,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _embedder_from_args(args: argparse.Namespace):
     from pipeline.reid.embedder import CropEmbedder
 
-    backend = "onnx" if Path(args.weights).suffix == ".onnx" else "torch"
+    backend = args.backend
+    if backend == "auto":
+        backend = "onnx" if Path(args.weights).suffix == ".onnx" else "torch"
     input_hw = tuple(int(v) for v in args.input_hw.split(",")) if args.input_hw else None
     return CropEmbedder(weights=args.weights, backend=backend, device=args.device,
                         batch_size=args.batch_size, threads=args.threads,
-                        input_hw=input_hw, interpolation=args.interpolation)
+                        input_hw=input_hw, interpolation=args.interpolation,
+                        precision=args.precision)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -193,6 +201,8 @@ def main(args: argparse.Namespace) -> int:
     result = evaluate_protocol(embedder.embed_crops, root=args.data, protocol=args.protocol,
                                misalign=levels, seed=args.seed, pad=args.pad)
     result["weights"] = str(args.weights)
+    result["backend"] = embedder.backend
+    result["precision"] = embedder.precision
     result["total_seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(result, indent=2))
