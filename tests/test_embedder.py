@@ -84,6 +84,23 @@ def test_batched_equals_unbatched_on_real_crops() -> None:
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
+def test_flip_averages_a_crop_with_its_mirror_image() -> None:
+    torch.manual_seed(0)
+    model = build_reid_model("hacnn").eval()
+    crops = [cv2.imread(str(p)) for p in sorted(CUHK01.glob("000[1-2]_c*.jpg"))]
+    mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    plain = CropEmbedder(model=model)
+    flip = CropEmbedder(model=model, flip=True, batch_size=3)  # batches cut mid-person
+    out = flip.embed_crops(crops)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # A crop and its mirror image get the same embedding, the normalised mean of both.
+    np.testing.assert_allclose(out, flip.embed_crops(mirrored), atol=1e-5)
+    mean = plain.embed_crops(crops) + plain.embed_crops(mirrored)
+    np.testing.assert_allclose(out, mean / np.linalg.norm(mean, axis=1, keepdims=True),
+                               atol=1e-5)
+    assert np.abs(out - plain.embed_crops(crops)).max() > 1e-3
+
+
 def test_safetensors_round_trip_and_missing_weights(tmp_path: Path) -> None:
     from pipeline.reid.weights import save_reid_weights
 

@@ -176,6 +176,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference backend; auto: onnx for .onnx files, torch otherwise")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="torch autocast / OpenVINO inference precision")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time augmentation: average each crop's embedding with "
+                        "its mirror image's (reported separately from the plain protocol)")
     parser.add_argument("--input-hw", default=None,
                         help="H,W for ONNX files with a dynamic input size")
 
@@ -190,7 +193,7 @@ def _embedder_from_args(args: argparse.Namespace):
     return CropEmbedder(weights=args.weights, backend=backend, device=args.device,
                         batch_size=args.batch_size, threads=args.threads,
                         input_hw=input_hw, interpolation=args.interpolation,
-                        precision=args.precision)
+                        precision=args.precision, flip=args.flip)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -203,6 +206,7 @@ def main(args: argparse.Namespace) -> int:
     result["weights"] = str(args.weights)
     result["backend"] = embedder.backend
     result["precision"] = embedder.precision
+    result["flip"] = embedder.flip
     result["total_seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(result, indent=2))
