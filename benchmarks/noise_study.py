@@ -21,6 +21,8 @@ writes JSON with every sequence.
     python3 benchmarks/noise_study.py --sequences MOT17-05 MOT17-09 --levels 0 2   # quick
     python3 benchmarks/noise_study.py --sweep miss      # vary one factor, others zero
     python3 benchmarks/noise_study.py --score-drop 0    # scores ignore occlusion
+    python3 benchmarks/noise_study.py --trackers ours \
+        --ours-variants high_thresh=0.5,new_track_thresh=0.6   # our tracker, other thresholds
 """
 
 from __future__ import annotations
@@ -96,10 +98,23 @@ def sequence_dirs(names: list[str] | None) -> list[Path]:
     return dirs
 
 
-def _make_tracker():
+def parse_params(spec: str) -> dict[str, float]:
+    """``"high_thresh=0.5,new_track_thresh=0.6"`` -> ByteTracker keyword arguments."""
+    params = {}
+    for item in filter(None, spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"tracker override {item!r} is not KEY=VALUE")
+        params[key.strip()] = float(value) if "." in value else int(value)
+    return params
+
+
+def _tracker_factory(label: str):
+    """``ours`` or ``ours:KEY=VAL,...`` -> a factory of ByteTrackers with those arguments."""
     from pipeline.tracking import ByteTracker
 
-    return ByteTracker()
+    params = parse_params(label.partition(":")[2])
+    return lambda: ByteTracker(**params)
 
 
 def run_cell(task: tuple[str, NoiseLevel, str, list[Path], list[int]]) -> dict:
@@ -119,8 +134,8 @@ def run_cell(task: tuple[str, NoiseLevel, str, list[Path], list[int]]) -> dict:
                 start = time.perf_counter()
                 if tracker == "oracle":
                     rows = dets.to_mot_rows()
-                elif tracker == "ours":
-                    rows = run_ours(dets.per_frame(), _make_tracker)
+                elif tracker.startswith("ours"):
+                    rows = run_ours(dets.per_frame(), _tracker_factory(tracker))
                 else:
                     rows = run_ultralytics(dets.per_frame(), tracker.removeprefix("ul-"))
                 track_s += time.perf_counter() - start
@@ -165,6 +180,9 @@ def main() -> int:
     parser.add_argument("--sweep", choices=sorted(SWEEP_FIELDS),
                         help="vary one factor over the ladder's values, others zero")
     parser.add_argument("--trackers", nargs="*", default=list(TRACKERS), choices=TRACKERS)
+    parser.add_argument("--ours-variants", nargs="*", default=[], metavar="KEY=VAL,...",
+                        help="extra rows of our tracker with these ByteTracker arguments, "
+                        "e.g. high_thresh=0.5,new_track_thresh=0.6")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--score-drop", type=float, default=None,
                         help="override every level's score_drop (0 = flat scores, visibility "
@@ -179,8 +197,11 @@ def main() -> int:
     if args.score_drop is not None:
         levels = {k: replace(v, score_drop=args.score_drop) for k, v in levels.items()}
     seq_dirs = sequence_dirs(args.sequences)
+    for spec in args.ours_variants:
+        _tracker_factory(f"ours:{spec}")()  # bad names/values fail here, not in a worker
+    trackers = list(args.trackers) + [f"ours:{spec}" for spec in args.ours_variants]
     tasks = [(name, level, tracker, seq_dirs, args.seeds)
-             for name, level in levels.items() for tracker in args.trackers]
+             for name, level in levels.items() for tracker in trackers]
     start = time.perf_counter()
     if args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
