@@ -18,7 +18,7 @@ from pipeline.reid.datasets import (
     read_cuhk_folder,
     relabel,
 )
-from pipeline.reid.train import batch_hard_triplet, lr_at, pk_batches
+from pipeline.reid.recipe import batch_hard_triplet, lr_at, pk_batches
 from pipeline.reid.transforms import augment
 from pipeline.reid.weights import load_reid_model
 
@@ -169,3 +169,39 @@ def test_tiny_training_run_learns_and_resumes(tmp_path: Path) -> None:
     log = [json.loads(line) for line in (tmp_path / "w.train.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == list(range(1, 15))
     assert json.loads((tmp_path / "w.json").read_text())["epochs_done"] == 14
+
+
+# 27 fake seconds run out half-way through epoch 5; 30 run out exactly at the end of
+# epoch 5, which --save-every 5 had already saved as an unfinished run.
+@pytest.mark.parametrize(("budget_min", "epochs_done"), [(0.45, 4.5), (0.5, 5)])
+def test_time_budget_stops_training_and_anneals(tmp_path: Path, monkeypatch,
+                                                budget_min: float, epochs_done: float) -> None:
+    """A time budget ends the run early with a complete card and a fully decayed rate.
+
+    The trainer's clock is replaced by one that advances 1 s per reading, so the budget
+    runs out after a fixed amount of work whatever the machine's speed.
+    """
+    root = tmp_path / "data"
+    root.mkdir()
+    for path in sorted((DATA / "cuhk01").glob("*.jpg"))[: 20 * 4]:
+        shutil.copy(path, root / path.name)
+
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def time(cls) -> float:
+            cls.now += 1.0
+            return cls.now
+
+    monkeypatch.setattr(reid_train, "time", Clock)
+    args = _args(tmp_path, root, epochs=50, time_budget_min=budget_min)
+    assert reid_train.main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "w.train.jsonl").read_text().splitlines()]
+    card = json.loads((tmp_path / "w.json").read_text())
+    assert 1 <= len(log) < 50
+    assert card["stopped_by_time_budget"] and card["complete"]
+    assert card["epochs_done"] == epochs_done
+    assert card["final_train"] == log[-1]
+    # The cosine followed the budget: the last epoch ran near the schedule's floor.
+    assert log[-1]["lr"] < 0.1 * args.lr

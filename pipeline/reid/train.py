@@ -1,8 +1,9 @@
 """Train any REID_MODELS model with identity classifiers (+ batch-hard triplet).
 
-The model keeps the inference contract; classifier heads and losses live in
-:class:`ReidTrainingWrapper`. Used by ``mtmc reid train`` (``add_arguments``/``main``) and
-runnable as ``python -m pipeline.reid.train`` for long detached runs.
+The model keeps the inference contract; classifier heads, losses, sampling and the
+schedule live in :mod:`pipeline.reid.recipe`. Used by ``mtmc reid train``
+(``add_arguments``/``main``) and runnable as ``python -m pipeline.reid.train`` for long
+detached runs.
 
 Outputs: the weights (``--out`` .safetensors + model card .json, rewritten every
 ``--save-every`` epochs so a usable file exists early), a JSON-lines log beside them
@@ -13,16 +14,14 @@ Outputs: the weights (``--out`` .safetensors + model card .json, rewritten every
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,98 +31,17 @@ from torch import nn
 
 from pipeline.reid.datasets import ReidSplit, load_image_array, load_protocol
 from pipeline.reid.models import REID_MODELS, build_reid_model
+from pipeline.reid.recipe import (
+    ReidTrainingWrapper,
+    autocast_context,
+    batch_hard_triplet,
+    lr_at,
+    pk_batches,
+)
 from pipeline.reid.transforms import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
 from pipeline.reid.weights import model_name, save_reid_weights
 
 log = logging.getLogger(__name__)
-
-
-class ReidTrainingWrapper(nn.Module):
-    """A re-id model plus one linear identity classifier per feature branch (and a joint
-    classifier on their concatenation when there are several branches).
-
-    ``forward(x)`` returns (features dict, logits dict); logits keys are the branch names
-    and ``"joint"``.
-    """
-
-    def __init__(self, *, model: nn.Module, num_classes: int) -> None:
-        super().__init__()
-        self.model = model
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            probe = model.features(torch.zeros(2, 3, *model.input_hw))
-        model.train(was_training)
-        dims = {k: v.shape[1] for k, v in probe.items()}
-        self.classifiers = nn.ModuleDict({k: nn.Linear(d, num_classes) for k, d in dims.items()})
-        if len(dims) > 1:
-            self.classifiers["joint"] = nn.Linear(sum(dims.values()), num_classes)
-        self.branches = list(dims)
-
-    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        feats = self.model.features(x)
-        logits = {k: self.classifiers[k](feats[k]) for k in self.branches}
-        if "joint" in self.classifiers:
-            logits["joint"] = self.classifiers["joint"](
-                torch.cat([feats[k] for k in self.branches], 1)
-            )
-        return feats, logits
-
-
-def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Batch-hard triplet loss (Hermans et al. 2017) on L2-normalised embeddings [N,D]."""
-    emb = F.normalize(emb.float(), dim=1)
-    dist = (2 - 2 * emb @ emb.t()).clamp_min(1e-12).sqrt()
-    same = labels[:, None] == labels[None, :]
-    hardest_pos = (dist * same).max(1).values
-    hardest_neg = dist.masked_fill(same, float("inf")).min(1).values
-    return F.relu(hardest_pos - hardest_neg + margin).mean()
-
-
-def pk_batches(
-    labels: np.ndarray, p: int, k: int, rng: np.random.Generator
-) -> Iterator[np.ndarray]:
-    """Identity-balanced batches: P identities x K images each (with replacement only
-    when an identity has fewer than K images). Yields len(labels) // (P*K) batches."""
-    by_id: dict[int, np.ndarray] = {}
-    for label in np.unique(labels):
-        by_id[int(label)] = np.flatnonzero(labels == label)
-    ids = np.array(sorted(by_id))
-    p = min(p, len(ids))
-    for _ in range(max(1, len(labels) // (p * k))):
-        chosen = rng.choice(ids, size=p, replace=False)
-        batch = [rng.choice(by_id[int(c)], size=k, replace=len(by_id[int(c)]) < k) for c in chosen]
-        yield np.concatenate(batch)
-
-
-def lr_at(
-    step: int,
-    *,
-    total: int,
-    warmup: int,
-    base: float,
-    final_ratio: float = 0.01,
-    progress: float | None = None,
-) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_ratio * base``.
-
-    ``progress`` in [0, 1] (e.g. the elapsed share of a time budget) overrides the
-    step-based position in the cosine phase when it is further along.
-    """
-    if step < warmup:
-        return base * (0.1 + 0.9 * step / max(1, warmup))
-    t = (step - warmup) / max(1, total - warmup)
-    if progress is not None:
-        t = max(t, progress)
-    return base * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-
-
-def autocast_context(device: str, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast for ``amp`` in {"off", "fp16", "bf16"} on ``device``'s type."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def _git_commit() -> str:
@@ -222,6 +140,166 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
+
+@dataclass
+class _Loop:
+    """What the epochs share: the model under training, its optimiser and the schedule."""
+
+    wrapper: ReidTrainingWrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    iters: int  # batches per epoch
+    total_steps: int
+    warmup: int  # steps
+    device: str
+    amp: str
+    budget_s: float  # 0: no time budget
+    wall_before: float  # training seconds spent before this process (resume)
+    t_start: float
+
+
+def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
+                num_classes: int, num_images: int, device: str, amp: str) -> dict:
+    """The model card's fixed part: architecture, data, recipe, hardware, commit."""
+    return {
+        "architecture": args.model,
+        "input_hw": list(hw),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "colour_order": "RGB",
+        "training_data": {
+            "protocol": split.name,
+            "description": split.description,
+            "ids": num_classes,
+            "images": num_images,
+        },
+        "recipe": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in {"func"} and not callable(v)
+        }
+        | {"amp_used": amp},
+        "hardware": {
+            "device": device,
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        },
+        "git_commit": _git_commit(),
+    }
+
+
+def _save_checkpoint(path: Path, loop: _Loop, epoch: int, rng: np.random.Generator,
+                     gen: torch.Generator) -> None:
+    """Everything ``--resume`` needs, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp")
+    torch.save(
+        {
+            "wrapper": loop.wrapper.state_dict(),
+            "optimizer": loop.optimizer.state_dict(),
+            "epoch": epoch,
+            "wall_s": loop.wall_before + time.time() - loop.t_start,
+            "torch_rng": torch.get_rng_state(),
+            "gen_rng": gen.get_state(),
+            "np_rng": json.dumps(rng.bit_generator.state),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, wrapper: nn.Module, optimizer: torch.optim.Optimizer,
+                     rng: np.random.Generator, gen: torch.Generator) -> tuple[int, float]:
+    """Restore a checkpoint in place; returns (epochs done, training seconds spent)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    wrapper.load_state_dict(state["wrapper"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["gen_rng"])
+    rng.bit_generator.state = json.loads(state["np_rng"])
+    return int(state["epoch"]), float(state["wall_s"])
+
+
+def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.Tensor,
+               labels: np.ndarray, hw: tuple[int, int], rng: np.random.Generator,
+               gen: torch.Generator) -> tuple[dict, float, bool]:
+    """One pass of P x K batches; returns (sums, last learning rate, out of time)."""
+    sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "correct": 0, "seen": 0}
+    lr, out_of_time = args.lr, False
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=loop.iters, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False)
+    for it, idx in enumerate(pk_batches(labels, args.batch_p, args.batch_k, rng)):
+        if it >= loop.iters:
+            break
+        progress = None
+        if loop.budget_s > 0:
+            # Warm-up is step-based; the time budget compresses only the cosine phase.
+            progress = (loop.wall_before + time.time() - loop.t_start) / loop.budget_s
+            if progress >= 1.0:
+                out_of_time = True
+                break
+        lr = lr_at(epoch * loop.iters + it, total=loop.total_steps, warmup=loop.warmup,
+                   base=args.lr, progress=progress)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        x = augment(images[torch.from_numpy(idx)], generator=gen, erase_p=args.erase_p,
+                    pad=max(4, hw[0] // 16)).to(loop.device, non_blocking=True)
+        y = torch.from_numpy(labels[idx]).to(loop.device)
+        with autocast_context(loop.device, loop.amp):
+            feats, logits = loop.wrapper(x)
+        ce = sum(
+            F.cross_entropy(lg.float(), y, label_smoothing=args.label_smoothing)
+            for lg in logits.values()
+        ) / len(logits)
+        tri = torch.zeros((), device=loop.device)
+        if args.triplet_weight > 0:
+            branches = loop.wrapper.branches
+            tri = sum(batch_hard_triplet(feats[k], y, args.margin) for k in branches)
+            tri = tri / len(branches)
+        loss = ce + args.triplet_weight * tri
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss).backward()
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+        head = logits.get("joint", next(iter(logits.values())))
+        sums["loss"] += float(loss.detach()) * len(y)
+        sums["ce"] += float(ce.detach()) * len(y)
+        sums["tri"] += float(tri.detach()) * len(y)
+        sums["correct"] += int((head.argmax(1) == y).sum())
+        sums["seen"] += len(y)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}",
+                            acc=f"{sums['correct'] / sums['seen']:.3f}", lr=f"{lr:.2e}")
+    if bar is not None:
+        bar.close()
+    return sums, lr, out_of_time
+
+
+def _save_weights(model: nn.Module, args: argparse.Namespace, card: dict, *, epochs: int,
+                  epochs_done: float, complete: bool, out_of_time: bool, wall_s: float,
+                  metrics: dict) -> None:
+    card.update(
+        {
+            "epochs": epochs,
+            "epochs_done": epochs_done,
+            "complete": complete,
+            "stopped_by_time_budget": out_of_time,
+            "wall_time_s": round(wall_s, 1),
+            "final_train": metrics,
+            "weights_name": model_name(model),
+        }
+    )
+    model.eval()
+    save_reid_weights(model, args.out, card=card)
+    model.train()
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run training as configured by ``args``; returns the final model card."""
     torch.set_num_threads(max(1, args.threads))
@@ -244,145 +322,47 @@ def train(args: argparse.Namespace) -> dict:
 
     wrapper = ReidTrainingWrapper(model=model, num_classes=num_classes).to(device)
     optimizer = torch.optim.AdamW(wrapper.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16" and device.startswith("cuda"))
     iters = len(labels) // (min(args.batch_p, num_classes) * args.batch_k)
     if args.max_iters:
         iters = min(iters, args.max_iters)
-    total_steps = iters * args.epochs
-    warmup = int(args.warmup_epochs * iters)
 
     ckpt_dir = args.checkpoint_dir or Path(".cache") / "reid_train" / args.out.stem
     ckpt_path = ckpt_dir / "last.pt"
     log_path = args.out.with_name(args.out.stem + ".train.jsonl")
     start_epoch, wall_before = 0, 0.0
     if args.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        wrapper.load_state_dict(state["wrapper"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, wall_before = state["epoch"], state["wall_s"]
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["gen_rng"])
-        rng.bit_generator.state = json.loads(state["np_rng"])
+        start_epoch, wall_before = _load_checkpoint(ckpt_path, wrapper, optimizer, rng, gen)
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     elif log_path.exists():
         log_path.unlink()
 
-    card = {
-        "architecture": args.model,
-        "input_hw": list(hw),
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "colour_order": "RGB",
-        "training_data": {
-            "protocol": split.name,
-            "description": split.description,
-            "ids": num_classes,
-            "images": len(labels),
-        },
-        "recipe": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in {"func"} and not callable(v)
-        }
-        | {"amp_used": amp},
-        "hardware": {
-            "device": device,
-            "cpu": platform.processor() or platform.machine(),
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        },
-        "git_commit": _git_commit(),
-    }
+    card = _model_card(args, split, hw, num_classes, len(labels), device, amp)
+    loop = _Loop(
+        wrapper=wrapper,
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp == "fp16" and device.startswith("cuda")),
+        iters=iters,
+        total_steps=iters * args.epochs,
+        warmup=int(args.warmup_epochs * iters),
+        device=device,
+        amp=amp,
+        budget_s=args.time_budget_min * 60.0,
+        wall_before=wall_before,
+        t_start=time.time(),
+    )
     wrapper.train()
-    t_start = time.time()
     metrics: dict = {}
-    budget_s = args.time_budget_min * 60.0
-    out_of_time = False
-    lr = args.lr
     for epoch in range(start_epoch, args.epochs):
         t_epoch = time.time()
-        sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "correct": 0, "seen": 0}
-        batches = pk_batches(labels, args.batch_p, args.batch_k, rng)
-        bar = None
-        if not args.no_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False)
-        for it, idx in enumerate(batches):
-            if it >= iters:
-                break
-            progress = None
-            if budget_s > 0:
-                # Warm-up is step-based; the time budget compresses only the cosine phase.
-                progress = (wall_before + time.time() - t_start) / budget_s
-                if progress >= 1.0:
-                    out_of_time = True
-                    break
-            lr = lr_at(
-                epoch * iters + it,
-                total=total_steps,
-                warmup=warmup,
-                base=args.lr,
-                progress=progress,
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = augment(
-                images[torch.from_numpy(idx)],
-                generator=gen,
-                erase_p=args.erase_p,
-                pad=max(4, hw[0] // 16),
-            ).to(device, non_blocking=True)
-            y = torch.from_numpy(labels[idx]).to(device)
-            with autocast_context(device, amp):
-                feats, logits = wrapper(x)
-            ce = sum(
-                F.cross_entropy(lg.float(), y, label_smoothing=args.label_smoothing)
-                for lg in logits.values()
-            ) / len(logits)
-            tri = torch.zeros((), device=device)
-            if args.triplet_weight > 0:
-                tri = sum(batch_hard_triplet(feats[k], y, args.margin) for k in wrapper.branches)
-                tri = tri / len(wrapper.branches)
-            loss = ce + args.triplet_weight * tri
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            head = logits.get("joint", next(iter(logits.values())))
-            sums["loss"] += float(loss.detach()) * len(y)
-            sums["ce"] += float(ce.detach()) * len(y)
-            sums["tri"] += float(tri.detach()) * len(y)
-            sums["correct"] += int((head.argmax(1) == y).sum())
-            sums["seen"] += len(y)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{sums['loss'] / sums['seen']:.3f}",
-                    acc=f"{sums['correct'] / sums['seen']:.3f}",
-                    lr=f"{lr:.2e}",
-                )
-        if bar is not None:
-            bar.close()
+        sums, lr, out_of_time = _run_epoch(loop, args, epoch, images, labels, hw, rng, gen)
         seconds = time.time() - t_epoch
+        wall = loop.wall_before + time.time() - loop.t_start
         if sums["seen"] == 0:
-            # The budget ran out exactly at an epoch boundary: the last epoch is saved below
-            # only if it was not saved already.
-            if metrics and (epoch % args.save_every != 0):
-                card.update(
-                    {
-                        "epochs": epoch,
-                        "epochs_done": epoch,
-                        "complete": True,
-                        "stopped_by_time_budget": True,
-                        "wall_time_s": round(wall_before + time.time() - t_start, 1),
-                        "final_train": metrics,
-                        "weights_name": model_name(model),
-                    }
-                )
-                model.eval()
-                save_reid_weights(model, args.out, card=card)
+            # The budget ran out exactly at an epoch boundary: re-save the last epoch so its
+            # card says the run is over (it may have been saved mid-run as incomplete).
+            if metrics:
+                _save_weights(model, args, card, epochs=epoch, epochs_done=epoch,
+                              complete=True, out_of_time=True, wall_s=wall, metrics=metrics)
             break
         seen = sums["seen"]
         metrics = {
@@ -408,37 +388,14 @@ def train(args: argparse.Namespace) -> dict:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        wall = wall_before + time.time() - t_start
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "wrapper": wrapper.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": done,
-                "wall_s": wall,
-                "torch_rng": torch.get_rng_state(),
-                "gen_rng": gen.get_state(),
-                "np_rng": json.dumps(rng.bit_generator.state),
-            },
-            ckpt_dir / "last.tmp",
-        )
-        os.replace(ckpt_dir / "last.tmp", ckpt_path)
+        _save_checkpoint(ckpt_path, loop, done, rng, gen)
         if done % args.save_every == 0 or last:
-            card.update(
-                {
-                    "epochs": done if out_of_time else args.epochs,
-                    "epochs_done": done if metrics["epoch_fraction"] >= 1.0
-                    else round(epoch + metrics["epoch_fraction"], 3),
-                    "complete": last,
-                    "stopped_by_time_budget": out_of_time,
-                    "wall_time_s": round(wall, 1),
-                    "final_train": metrics,
-                    "weights_name": model_name(model),
-                }
-            )
-            model.eval()
-            save_reid_weights(model, args.out, card=card)
-            model.train()
+            epochs_done = done if metrics["epoch_fraction"] >= 1.0 else round(
+                epoch + metrics["epoch_fraction"], 3)
+            _save_weights(model, args, card, epochs=done if out_of_time else args.epochs,
+                          epochs_done=epochs_done, complete=last, out_of_time=out_of_time,
+                          wall_s=loop.wall_before + time.time() - loop.t_start,
+                          metrics=metrics)
         if out_of_time:
             log.info("time budget of %.1f min used up after epoch %d", args.time_budget_min, done)
             break
