@@ -197,8 +197,12 @@ def main() -> int:
     if args.score_drop is not None:
         levels = {k: replace(v, score_drop=args.score_drop) for k, v in levels.items()}
     seq_dirs = sequence_dirs(args.sequences)
-    for spec in args.ours_variants:
-        _tracker_factory(f"ours:{spec}")()  # bad names/values fail here, not in a worker
+    for spec in args.ours_variants:  # bad names/values fail here, not in a worker
+        try:
+            _tracker_factory(f"ours:{spec}")()
+        except (TypeError, ValueError) as exc:
+            parser.error(f"--ours-variants {spec!r}: {exc} (ByteTracker arguments as "
+                         "KEY=VALUE, e.g. high_thresh=0.5,new_track_thresh=0.6)")
     trackers = list(args.trackers) + [f"ours:{spec}" for spec in args.ours_variants]
     tasks = [(name, level, tracker, seq_dirs, args.seeds)
              for name, level in levels.items() for tracker in trackers]

@@ -157,6 +157,10 @@ class _Loop:
     wall_before: float  # training seconds spent before this process (resume)
     t_start: float
 
+    def elapsed(self) -> float:
+        """Training seconds spent so far, including those before a resume."""
+        return self.wall_before + time.time() - self.t_start
+
 
 def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
                 num_classes: int, num_images: int, device: str, amp: str) -> dict:
@@ -200,7 +204,7 @@ def _save_checkpoint(path: Path, loop: _Loop, epoch: int, rng: np.random.Generat
             "wrapper": loop.wrapper.state_dict(),
             "optimizer": loop.optimizer.state_dict(),
             "epoch": epoch,
-            "wall_s": loop.wall_before + time.time() - loop.t_start,
+            "wall_s": loop.elapsed(),
             "torch_rng": torch.get_rng_state(),
             "gen_rng": gen.get_state(),
             "np_rng": json.dumps(rng.bit_generator.state),
@@ -239,7 +243,7 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.
         progress = None
         if loop.budget_s > 0:
             # Warm-up is step-based; the time budget compresses only the cosine phase.
-            progress = (loop.wall_before + time.time() - loop.t_start) / loop.budget_s
+            progress = loop.elapsed() / loop.budget_s
             if progress >= 1.0:
                 out_of_time = True
                 break
@@ -284,6 +288,7 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.
 def _save_weights(model: nn.Module, args: argparse.Namespace, card: dict, *, epochs: int,
                   epochs_done: float, complete: bool, out_of_time: bool, wall_s: float,
                   metrics: dict) -> None:
+    """Complete ``card`` with the run's state and write the weights beside it."""
     card.update(
         {
             "epochs": epochs,
@@ -356,13 +361,13 @@ def train(args: argparse.Namespace) -> dict:
         t_epoch = time.time()
         sums, lr, out_of_time = _run_epoch(loop, args, epoch, images, labels, hw, rng, gen)
         seconds = time.time() - t_epoch
-        wall = loop.wall_before + time.time() - loop.t_start
         if sums["seen"] == 0:
             # The budget ran out exactly at an epoch boundary: re-save the last epoch so its
             # card says the run is over (it may have been saved mid-run as incomplete).
             if metrics:
                 _save_weights(model, args, card, epochs=epoch, epochs_done=epoch,
-                              complete=True, out_of_time=True, wall_s=wall, metrics=metrics)
+                              complete=True, out_of_time=True, wall_s=loop.elapsed(),
+                              metrics=metrics)
             break
         seen = sums["seen"]
         metrics = {
@@ -394,7 +399,7 @@ def train(args: argparse.Namespace) -> dict:
                 epoch + metrics["epoch_fraction"], 3)
             _save_weights(model, args, card, epochs=done if out_of_time else args.epochs,
                           epochs_done=epochs_done, complete=last, out_of_time=out_of_time,
-                          wall_s=loop.wall_before + time.time() - loop.t_start,
+                          wall_s=loop.elapsed(),
                           metrics=metrics)
         if out_of_time:
             log.info("time budget of %.1f min used up after epoch %d", args.time_budget_min, done)
