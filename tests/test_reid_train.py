@@ -62,7 +62,7 @@ def test_relabel_keeps_datasets_apart() -> None:
 
 def test_unknown_protocol_lists_choices() -> None:
     with pytest.raises(ValueError, match="cuhk01.*market1501"):
-        load_protocol("viper", DATA)
+        load_protocol("dukemtmc", DATA)
 
 
 def test_market1501_layout(tmp_path: Path) -> None:

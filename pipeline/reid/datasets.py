@@ -43,6 +43,10 @@ class ReidSplit:
         query: query samples (original ids).
         gallery: gallery samples (original ids).
         description: one line saying what the split is (goes into model cards).
+        sources: names of the training sources (folders), in order; empty when the
+            split has a single unnamed source.
+        train_source: per training sample, its index into ``sources`` (empty when
+            ``sources`` is).
     """
 
     name: str
@@ -50,6 +54,12 @@ class ReidSplit:
     query: list[Sample]
     gallery: list[Sample]
     description: str = ""
+    sources: tuple[str, ...] = ()
+    train_source: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.train_source and len(self.train_source) != len(self.train):
+            raise ValueError("train_source must have one entry per training sample")
 
     @property
     def num_train_ids(self) -> int:
@@ -161,12 +171,157 @@ def folder_protocol(root: Path) -> ReidSplit:
     )
 
 
+def _first_vs_rest(folder: Path, name: str, description: str) -> ReidSplit:
+    """Query = each person's first image (camera relabelled 1), gallery = all their other
+    images (camera relabelled 2): for folders whose camera labels are unknown or mixed."""
+    samples = read_cuhk_folder(folder)
+    seen: set[int] = set()
+    query, gallery = [], []
+    for path, pid, _ in samples:
+        if pid in seen:
+            gallery.append((path, pid, 2))
+        else:
+            seen.add(pid)
+            query.append((path, pid, 1))
+    return ReidSplit(name=name, train=[], query=query, gallery=gallery,
+                     description=description)
+
+
+def prid2011_protocol(root: Path) -> ReidSplit:
+    """PRID 2011 single-shot, camera a -> b: queries are the 200 people seen by both
+    cameras, the gallery every camera-b image (749, 549 of them distractors)."""
+    samples = read_cuhk_folder(Path(root) / "prid2011")
+    both = {pid for _, pid, cam in samples if cam == 1} & {
+        pid for _, pid, cam in samples if cam == 2}
+    return ReidSplit(
+        name="prid2011",
+        train=[],
+        query=[s for s in samples if s[2] == 1 and s[1] in both],
+        gallery=[s for s in samples if s[2] == 2],
+        description="PRID 2011: camera a images of people seen by both cameras vs every "
+        "camera b image",
+    )
+
+
+def viper_protocol(root: Path) -> ReidSplit:
+    """VIPeR (the shipped half, 316 people): camera a -> camera b."""
+    samples = read_cuhk_folder(Path(root) / "viper_train")
+    return ReidSplit(name="viper", train=[], query=[s for s in samples if s[2] == 1],
+                     gallery=[s for s in samples if s[2] == 2],
+                     description="VIPeR, 316 people: camera a vs camera b")
+
+
+def grid_protocol(root: Path) -> ReidSplit:
+    """QMUL GRID, 250 pairs seen by two different cameras: first image -> second."""
+    return _first_vs_rest(Path(root) / "grid", "grid",
+                          "GRID, 250 people: first image vs the other camera's image")
+
+
+def ilids_protocol(root: Path) -> ReidSplit:
+    """QMUL i-LIDS, 119 people: each person's first image vs all other images."""
+    return _first_vs_rest(Path(root) / "ilids", "ilids",
+                          "i-LIDS, 119 people: first image of each vs all other images")
+
+
 PROTOCOLS: dict[str, Callable[[Path], ReidSplit]] = {
     "cuhk01": cuhk01_protocol,
     "cuhk01-reverse": lambda root: cuhk01_protocol(root, reverse=True),
     "market1501": market1501_protocol,
     "folder": folder_protocol,
+    "prid2011": prid2011_protocol,
+    "viper": viper_protocol,
+    "grid": grid_protocol,
+    "ilids": ilids_protocol,
 }
+
+# Extra training folders under the data root (shared/data/README.md, "extra training
+# sources"), and named groups of them. The ``xdomain`` group is what the cross-domain
+# protocols above test on: a model meant for those rows must not train on it.
+EXTRA_SOURCES = ("cuhk03_detected_train", "caviar4reid", "threedpes", "conreid",
+                 "pku_reid", "viper_train", "prid2011", "grid", "ilids")
+SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
+    "detected": ("cuhk03_detected_train",),
+    "extra": ("caviar4reid", "threedpes", "conreid", "pku_reid"),
+    "xdomain": ("viper_train", "prid2011", "grid", "ilids"),
+}
+SOURCE_GROUPS["indomain"] = SOURCE_GROUPS["detected"] + SOURCE_GROUPS["extra"]
+SOURCE_GROUPS["all"] = EXTRA_SOURCES
+
+
+def expand_sources(spec: str | Sequence[str]) -> list[str]:
+    """Names and group names (comma-separated or a list) -> unique folder names, in order.
+
+    Raises:
+        ValueError: an unknown name (the message names it and lists the choices).
+    """
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    out: list[str] = []
+    for item in filter(None, items):
+        names = SOURCE_GROUPS.get(item, (item,))
+        for name in names:
+            if name not in EXTRA_SOURCES:
+                choices = ", ".join(list(EXTRA_SOURCES) + sorted(SOURCE_GROUPS))
+                raise ValueError(f"unknown re-id training source {item!r}; choose from: "
+                                 f"{choices}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def with_extra_sources(split: ReidSplit, root: Path, extra: str | Sequence[str]) -> ReidSplit:
+    """Add extra training folders to ``split`` (its test part is unchanged).
+
+    Each folder's ids become new labels after the split's own (ids never merge across
+    folders, except the two CUHK03 folders, which hold the same people with the same ids);
+    cameras become ``(source, camera)`` pairs numbered 1.. so that no two sources share a
+    camera id.
+
+    Raises:
+        ValueError: an unknown source name, or a folder that is also a test folder.
+        FileNotFoundError: a source folder is missing under ``root``.
+    """
+    names = expand_sources(extra)
+    test_folders = {Path(p).parent.name for p, _, _ in split.query + split.gallery}
+    clash = [n for n in names if n in test_folders]
+    if clash:
+        raise ValueError(f"training source {clash[0]!r} is a test folder of protocol "
+                         f"{split.name!r}; leave it out of the extra training sources")
+    samples = list(split.train)
+    for name in names:
+        folder = Path(root) / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"re-id training source {name!r} not found: {folder} "
+                                    "(see shared/data/README.md)")
+        samples += read_cuhk_folder(folder)
+    base = len(split.train)
+    labels: dict[tuple[str, int], int] = {}
+    cams: dict[tuple[str, int], int] = {}
+    sources: dict[str, int] = {}
+    train: list[Sample] = []
+    source_of: list[int] = []
+    for i, (path, pid, cam) in enumerate(samples):
+        folder = Path(path).parent.name
+        match = _CUHK_RE.match(Path(path).name)
+        if i < base and not match:
+            person = (f"base:{folder}", pid)  # another naming, already relabelled
+        else:
+            pid = int(match.group(1))
+            # CUHK03 labelled and detected crops show the same people under the same ids.
+            space = "cuhk03" if folder in ("cuhk03_train", "cuhk03_detected_train") else folder
+            person = (space, pid)
+        label = labels.setdefault(person, len(labels))
+        camera = cams.setdefault((folder, cam), len(cams) + 1)
+        train.append((path, label, camera))
+        source_of.append(sources.setdefault(folder, len(sources)))
+    return ReidSplit(
+        name=split.name,
+        train=train,
+        query=split.query,
+        gallery=split.gallery,
+        description=split.description + "; extra training sources: " + ", ".join(names),
+        sources=tuple(sources),
+        train_source=tuple(source_of),
+    )
 
 
 def load_protocol(name: str, root: Path) -> ReidSplit:

@@ -66,19 +66,63 @@ def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, margin: float) -
 
 
 def pk_batches(
-    labels: np.ndarray, p: int, k: int, rng: np.random.Generator
+    labels: np.ndarray,
+    p: int,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    id_weights: np.ndarray | None = None,
+    cameras: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Identity-balanced batches: P identities x K images each (with replacement only
-    when an identity has fewer than K images). Yields len(labels) // (P*K) batches."""
-    by_id: dict[int, np.ndarray] = {}
-    for label in np.unique(labels):
-        by_id[int(label)] = np.flatnonzero(labels == label)
-    ids = np.array(sorted(by_id))
-    p = min(p, len(ids))
+    when an identity has fewer than K images). Yields len(labels) // (P*K) batches.
+
+    Args:
+        labels: (N,) int labels 0..C-1.
+        p, k: identities per batch, images per identity.
+        rng: numpy generator (all randomness).
+        id_weights: optional (C,) non-negative weights: identities are drawn (without
+            replacement within a batch) with probability proportional to them, e.g. to
+            keep small training sources from being drowned by large ones.
+        cameras: optional (N,) camera ids: an identity's K images are then spread over
+            its cameras (cameras taken in a random order, round robin), so that a batch
+            holds cross-camera positives whenever the identity has them.
+    """
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    ids, starts = np.unique(labels[order], return_index=True)
+    groups = np.split(order, starts[1:])
+    by_cam: list[list[np.ndarray]] | None = None
+    if cameras is not None:
+        cameras = np.asarray(cameras)
+        by_cam = [[g[cameras[g] == c] for c in np.unique(cameras[g])] for g in groups]
+    prob = None
+    if id_weights is not None:
+        w = np.asarray(id_weights, np.float64)[ids]
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("id_weights must be non-negative with a positive sum")
+        prob = w / w.sum()
+    p = min(p, int((prob > 0).sum()) if prob is not None else len(ids))
     for _ in range(max(1, len(labels) // (p * k))):
-        chosen = rng.choice(ids, size=p, replace=False)
-        batch = [rng.choice(by_id[int(c)], size=k, replace=len(by_id[int(c)]) < k) for c in chosen]
+        chosen = rng.choice(len(ids), size=p, replace=False, p=prob)
+        batch = []
+        for c in chosen:
+            if by_cam is not None and len(by_cam[c]) > 1:
+                batch.append(_spread_over_cameras(by_cam[c], k, rng))
+            else:
+                g = groups[c]
+                batch.append(rng.choice(g, size=k, replace=len(g) < k))
         yield np.concatenate(batch)
+
+
+def _spread_over_cameras(per_cam: list[np.ndarray], k: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """K sample indices taken round robin over cameras in a random order."""
+    cams = rng.permutation(len(per_cam))
+    counts = np.bincount(np.arange(k) % len(cams), minlength=len(cams))
+    picks = [rng.choice(per_cam[c], size=n, replace=len(per_cam[c]) < n)
+             for c, n in zip(cams, counts, strict=True) if n > 0]
+    return np.concatenate(picks)
 
 
 def lr_at(

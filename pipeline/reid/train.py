@@ -29,17 +29,17 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from pipeline.reid.datasets import ReidSplit, load_image_array, load_protocol
+from pipeline.reid.batches import TrainBatches, source_weights
+from pipeline.reid.datasets import ReidSplit, load_image_array, load_protocol, with_extra_sources
 from pipeline.reid.models import REID_MODELS, build_reid_model
 from pipeline.reid.recipe import (
     ReidTrainingWrapper,
     autocast_context,
     batch_hard_triplet,
     lr_at,
-    pk_batches,
 )
-from pipeline.reid.transforms import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
-from pipeline.reid.weights import model_name, save_reid_weights
+from pipeline.reid.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, normalize
+from pipeline.reid.weights import load_reid_model, model_name, save_reid_weights
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-iters", type=int, default=0, help="stop each epoch early (tests)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    data = parser.add_argument_group("training data")
+    data.add_argument(
+        "--extra-train", default="",
+        help="extra training folders under --data, comma-separated names or groups "
+        "(detected, extra, xdomain, indomain, all; see shared/data/README.md); the test "
+        "split of --protocol is unchanged")
+    data.add_argument(
+        "--source-balance", type=float, default=1.0,
+        help="identity sampling weight n_ids(source)**(value - 1): 1 = every identity "
+        "alike, 0 = every source alike")
+    data.add_argument("--camera-balanced", action="store_true",
+                      help="spread each identity's K images over its cameras")
+    data.add_argument("--init-from", type=Path, default=None,
+                      help="start from these .safetensors weights (same architecture; "
+                      "new identity classifiers)")
+    aug = parser.add_argument_group("augmentation")
+    aug.add_argument("--jitter-p", type=float, default=0.0, help="colour jitter probability")
+    aug.add_argument("--gray-p", type=float, default=0.0, help="random grayscale probability")
+    aug.add_argument("--style-p", type=float, default=0.0,
+                     help="per-batch style (channel mean/std) mixing probability")
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                       help="channels_last memory format (auto: on for CUDA)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the model")
+    speed.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                       help="prepare the next batch on a side thread (auto: on for CUDA)")
 
 
 
@@ -176,6 +202,14 @@ def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
             "description": split.description,
             "ids": num_classes,
             "images": num_images,
+            "sources": {
+                name: {
+                    "images": sum(1 for j in split.train_source if j == i),
+                    "ids": len({s[1] for s, j in zip(split.train, split.train_source,
+                                                      strict=True) if j == i}),
+                }
+                for i, name in enumerate(split.sources)
+            },
         },
         "recipe": {
             k: (str(v) if isinstance(v, Path) else v)
@@ -191,6 +225,7 @@ def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
         },
         "git_commit": _git_commit(),
+        "init_from": str(args.init_from) if args.init_from else None,
     }
 
 
@@ -226,9 +261,8 @@ def _load_checkpoint(path: Path, wrapper: nn.Module, optimizer: torch.optim.Opti
     return int(state["epoch"]), float(state["wall_s"])
 
 
-def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.Tensor,
-               labels: np.ndarray, hw: tuple[int, int], rng: np.random.Generator,
-               gen: torch.Generator) -> tuple[dict, float, bool]:
+def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
+               batches: TrainBatches) -> tuple[dict, float, bool]:
     """One pass of P x K batches; returns (sums, last learning rate, out of time)."""
     sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "correct": 0, "seen": 0}
     lr, out_of_time = args.lr, False
@@ -237,9 +271,7 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.
         from tqdm import tqdm
 
         bar = tqdm(total=loop.iters, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False)
-    for it, idx in enumerate(pk_batches(labels, args.batch_p, args.batch_k, rng)):
-        if it >= loop.iters:
-            break
+    for it, (x, y) in enumerate(batches.epoch(loop.iters)):
         progress = None
         if loop.budget_s > 0:
             # Warm-up is step-based; the time budget compresses only the cosine phase.
@@ -251,9 +283,6 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.
                    base=args.lr, progress=progress)
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
-        x = augment(images[torch.from_numpy(idx)], generator=gen, erase_p=args.erase_p,
-                    pad=max(4, hw[0] // 16)).to(loop.device, non_blocking=True)
-        y = torch.from_numpy(labels[idx]).to(loop.device)
         with autocast_context(loop.device, loop.amp):
             feats, logits = loop.wrapper(x)
         ce = sum(
@@ -271,18 +300,21 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int, images: torch.
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
         head = logits.get("joint", next(iter(logits.values())))
-        sums["loss"] += float(loss.detach()) * len(y)
-        sums["ce"] += float(ce.detach()) * len(y)
-        sums["tri"] += float(tri.detach()) * len(y)
-        sums["correct"] += int((head.argmax(1) == y).sum())
+        # Device-side sums: no host sync per step (read once per epoch).
+        sums["loss"] += loss.detach() * len(y)
+        sums["ce"] += ce.detach() * len(y)
+        sums["tri"] += tri.detach() * len(y)
+        sums["correct"] += (head.argmax(1) == y).sum()
         sums["seen"] += len(y)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}",
-                            acc=f"{sums['correct'] / sums['seen']:.3f}", lr=f"{lr:.2e}")
+            if it % 20 == 0:
+                bar.set_postfix(loss=f"{float(sums['loss']) / sums['seen']:.3f}",
+                                acc=f"{float(sums['correct']) / sums['seen']:.3f}",
+                                lr=f"{lr:.2e}")
     if bar is not None:
         bar.close()
-    return sums, lr, out_of_time
+    return {k: float(v) for k, v in sums.items()}, lr, out_of_time
 
 
 def _save_weights(model: nn.Module, args: argparse.Namespace, card: dict, *, epochs: int,
@@ -310,22 +342,47 @@ def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
     device = args.device
     amp = args.amp if args.amp != "auto" else ("fp16" if device.startswith("cuda") else "off")
 
     split = load_protocol(args.protocol, args.data)
-    model = build_reid_model(args.model, **json.loads(args.model_config))
+    if args.extra_train:
+        split = with_extra_sources(split, args.data, args.extra_train)
+    if args.init_from is not None:
+        model, init_card = load_reid_model(args.init_from)
+        if model_name(model) != args.model:
+            raise ValueError(f"--init-from {args.init_from} holds a {model_name(model)!r} "
+                             f"model, not {args.model!r}")
+        model.train()
+    else:
+        model = build_reid_model(args.model, **json.loads(args.model_config))
     hw = tuple(model.input_hw)
     t0 = time.time()
     images = torch.from_numpy(load_image_array(split.train, hw=hw, cache_dir=args.cache_dir))
     labels = np.array([s[1] for s in split.train])
     num_classes = int(labels.max()) + 1
-    log.info(
-        "%d training images, %d ids, loaded in %.1fs", len(labels), num_classes, time.time() - t0
-    )
+    log.info("%d training images, %d ids, %d sources, loaded in %.1fs", len(labels),
+             num_classes, max(1, len(split.sources)), time.time() - t0)
 
+    channels_last = args.channels_last == "on" or (
+        args.channels_last == "auto" and device.startswith("cuda"))
     wrapper = ReidTrainingWrapper(model=model, num_classes=num_classes).to(device)
+    if channels_last:
+        wrapper = wrapper.to(memory_format=torch.channels_last)
+    batches = TrainBatches(
+        images, labels, device=device, p=args.batch_p, k=args.batch_k, rng=rng, seed=args.seed,
+        id_weights=source_weights(split, labels, args.source_balance),
+        cameras=np.array([s[2] for s in split.train]) if args.camera_balanced else None,
+        augment=AugmentConfig(pad=max(4, hw[0] // 16), erase_p=args.erase_p,
+                              jitter_p=args.jitter_p, gray_p=args.gray_p,
+                              style_p=args.style_p),
+        channels_last=channels_last,
+        prefetch=args.prefetch == "on" or (args.prefetch == "auto"
+                                           and device.startswith("cuda")),
+    )
+    gen = batches.generator
+    if args.compile:
+        wrapper.model.features = torch.compile(wrapper.model.features)
     optimizer = torch.optim.AdamW(wrapper.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     iters = len(labels) // (min(args.batch_p, num_classes) * args.batch_k)
     if args.max_iters:
@@ -359,7 +416,7 @@ def train(args: argparse.Namespace) -> dict:
     metrics: dict = {}
     for epoch in range(start_epoch, args.epochs):
         t_epoch = time.time()
-        sums, lr, out_of_time = _run_epoch(loop, args, epoch, images, labels, hw, rng, gen)
+        sums, lr, out_of_time = _run_epoch(loop, args, epoch, batches)
         seconds = time.time() - t_epoch
         if sums["seen"] == 0:
             # The budget ran out exactly at an epoch boundary: re-save the last epoch so its

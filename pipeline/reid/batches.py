@@ -1,0 +1,160 @@
+"""Training batches that keep the training device busy.
+
+The decoded training images live on the training device as one uint8 tensor (27k images
+at 160x64 are 0.8 GB: nothing on a GPU). A batch is an index draw (P x K, on the host,
+cheap), one gather on the device and the vectorised augmentation of
+:mod:`pipeline.reid.transforms` there; with ``prefetch`` a side thread (and on CUDA a
+side stream) prepares the next batch while the current one trains.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from pipeline.reid.datasets import ReidSplit
+from pipeline.reid.recipe import pk_batches
+from pipeline.reid.transforms import AugmentConfig, augment, with_alpha
+
+__all__ = ["TrainBatches", "source_weights"]
+
+
+def source_weights(split: ReidSplit, labels: np.ndarray, balance: float) -> np.ndarray | None:
+    """Per-label sampling weights ``n_ids(source) ** (balance - 1)``.
+
+    ``balance`` 1 draws every identity alike (plain P x K; returns None), 0 every source
+    alike, values between interpolate. A label's source is that of its first sample.
+
+    Raises:
+        ValueError: ``balance`` outside [0, 1].
+    """
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"--source-balance must be in [0, 1], got {balance}")
+    if balance == 1.0 or not split.train_source:
+        return None
+    num_labels = int(labels.max()) + 1
+    source_of_label = np.full(num_labels, -1)
+    sources = np.asarray(split.train_source)
+    for label, source in zip(labels[::-1], sources[::-1], strict=True):
+        source_of_label[label] = source
+    ids_per_source = np.bincount(source_of_label, minlength=len(split.sources))
+    return ids_per_source[source_of_label].astype(np.float64) ** (balance - 1.0)
+
+
+class TrainBatches:
+    """Augmented P x K batches from device-resident uint8 images.
+
+    Args:
+        images: uint8 [N,H,W,3] RGB (host tensor; moved to ``device`` once).
+        labels: (N,) int labels 0..C-1.
+        device: training device.
+        p, k: identities per batch and images per identity.
+        rng: numpy generator for the index draws.
+        seed: seed of the device generator used by the augmentation.
+        id_weights: optional per-label sampling weights (see :func:`source_weights`).
+        cameras: optional (N,) camera ids for camera-balanced K draws.
+        augment: what the augmentation does.
+        channels_last: return batches in channels_last memory format.
+        prefetch: prepare the next batch on a side thread while the caller trains.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, *, device: str, p: int, k: int,
+                 rng: np.random.Generator, seed: int, id_weights: np.ndarray | None = None,
+                 cameras: np.ndarray | None = None, augment: AugmentConfig | None = None,
+                 channels_last: bool = False, prefetch: bool = False) -> None:
+        self.device = torch.device(device)
+        self.images = with_alpha(images).to(self.device)
+        self.labels_host = np.asarray(labels)
+        self.labels = torch.from_numpy(self.labels_host).to(self.device)
+        self.p, self.k, self.rng = p, k, rng
+        self.id_weights, self.cameras = id_weights, cameras
+        self.augment = augment or AugmentConfig()
+        self.channels_last = channels_last
+        self.prefetch = prefetch
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._stream = (torch.cuda.Stream(device=self.device)
+                        if prefetch and self.device.type == "cuda" else None)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches in one pass (len(labels) // (P*K) as in :func:`pk_batches`)."""
+        num_ids = len(np.unique(self.labels_host))
+        return max(1, len(self.labels_host) // (min(self.p, num_ids) * self.k))
+
+    def _make(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.from_numpy(idx).to(self.device, non_blocking=True)
+        x = augment(self.images.index_select(0, index), generator=self.generator,
+                    config=self.augment)
+        x = x.contiguous(memory_format=torch.channels_last if self.channels_last
+                         else torch.contiguous_format)
+        return x, self.labels.index_select(0, index)
+
+    def _indices(self, iters: int) -> Iterator[np.ndarray]:
+        draws = pk_batches(self.labels_host, self.p, self.k, self.rng,
+                           id_weights=self.id_weights, cameras=self.cameras)
+        for it, idx in enumerate(draws):
+            if it >= iters:
+                return
+            yield idx
+
+    def epoch(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield up to ``iters`` (images float [B,3,H,W], labels long [B]) on the device."""
+        if not self.prefetch:
+            for idx in self._indices(iters):
+                yield self._make(idx)
+            return
+        yield from self._prefetched(iters)
+
+    def _prefetched(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ready: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        done = object()
+
+        def produce() -> None:
+            try:
+                for idx in self._indices(iters):
+                    if self._stream is not None:
+                        with torch.cuda.stream(self._stream):
+                            x, y = self._make(idx)
+                            event = torch.cuda.Event()
+                            event.record(self._stream)
+                    else:
+                        (x, y), event = self._make(idx), None
+                    while not stop.is_set():
+                        try:
+                            ready.put((x, y, event), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(done)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                ready.put(exc)
+
+        worker = threading.Thread(target=produce, name="reid-batches", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                x, y, event = item
+                if event is not None:
+                    torch.cuda.current_stream(self.device).wait_event(event)
+                    x.record_stream(torch.cuda.current_stream(self.device))
+                    y.record_stream(torch.cuda.current_stream(self.device))
+                yield x, y
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    worker.join(timeout=0.05)
