@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Sample = tuple[Path, int, int]
 """(image path, person id, camera id)."""
 
-_CUHK_RE = re.compile(r"^(\d+)_c(\d+)_(\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+_CUHK_RE = re.compile(r"^(\d+)_c(\d+)_(\d+)\.(?:jpg|jpeg|png|webp)$", re.IGNORECASE)
 _MARKET_RE = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+)?_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 
 
