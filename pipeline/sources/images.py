@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from pipeline.sources.base import FrameSource, check_fps
+from pipeline.sources.native_logs import quiet_native_logs
 from pipeline.types import Frame
 
 __all__ = ["ImageFolderSource", "IMAGE_SUFFIXES"]
@@ -40,6 +41,7 @@ class ImageFolderSource(FrameSource):
             ValueError: ``path`` is not a folder, holds no image, the first image
                 cannot be read, or ``fps`` is not positive.
         """
+        quiet_native_logs()  # a bad image is reported by _read, not by OpenCV's own line
         self.camera_id = camera_id
         self.path = Path(path)
         self.fps = check_fps(fps, camera_id, f"image folder {self.path}")

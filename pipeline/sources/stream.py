@@ -20,7 +20,9 @@ least three frame periods) is a stall whatever it returns: the frame is discarde
 stale and the camera reconnected. So is a run of duplicates lasting ``read_timeout_s``.
 
 Credentials never leave this module in clear: every log line, exception message and
-``health()`` value shows the URL through :func:`redact_url`.
+``health()`` value shows the URL through :func:`redact_url`, and OpenCV's and FFmpeg's
+own log lines, which could print the URL as given, are silenced
+(:mod:`pipeline.sources.native_logs`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import cv2
 import numpy as np
 
 from pipeline.sources.base import FrameSource, check_fps
+from pipeline.sources.native_logs import quiet_native_logs
 from pipeline.types import Frame
 
 __all__ = ["RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamSource", "check_stream_options",
@@ -192,6 +195,7 @@ class StreamSource(FrameSource):
             ValueError: A bad argument (see :func:`check_stream_options`; the message
                 shows the URL redacted).
         """
+        quiet_native_logs()
         self.camera_id = camera_id
         self.uri = uri
         self.display_uri = redact_url(uri)

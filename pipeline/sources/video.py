@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 
 from pipeline.sources.base import FrameSource, check_fps
+from pipeline.sources.native_logs import quiet_native_logs
 from pipeline.types import Frame
 
 __all__ = ["VideoFileSource"]
@@ -37,6 +38,7 @@ class VideoFileSource(FrameSource):
             ValueError: ``path`` is a folder, cannot be decoded, holds no frame, or
                 has no frame rate and none was given.
         """
+        quiet_native_logs()  # the project's messages, not FFmpeg's, describe bad files
         self.camera_id = camera_id
         self.path = Path(path)
         if not self.path.exists():

@@ -1,0 +1,82 @@
+"""``mtmc run`` with a live camera that refuses connections: what the user sees.
+
+One run of the real command line on an RTSP URL with a password, pointing at a closed
+loopback port (no server needed: every open is refused at once). The user must hear one
+voice (the project's log lines, credentials masked; no OpenCV/FFmpeg lines), see the
+failed attempts in the health counters, and never an outage longer than the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DURATION_S = 5.0
+# Native log lines: FFmpeg's "[tcp @ 0x55d...] ..." (or, through OpenCV's callback,
+# "[OPENCV:FFMPEG:16] ...") and OpenCV's own "[ WARN:0@1.2] global ...".
+NATIVE_LINE = re.compile(r"^\[[\w,.\- ]+ @ (0x)?[0-9a-f]+\]|^\[OPENCV:FFMPEG:-?\d+\]"
+                         r"|^\[ ?(WARN|ERROR|INFO|DEBUG):\d", re.M)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def down_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("camera_down")
+    password = "pw-" + secrets.token_hex(8)
+    url = f"rtsp://viewer:{password}@127.0.0.1:{_closed_port()}/cam1"
+    config = tmp / "down.yaml"
+    config.write_text(
+        # Start-up waits open_timeout_s + 1 = 3 s for a first frame, then ticks on.
+        f'cameras:\n  - {{id: gate, source: "{url}", stream: {{open_timeout_s: 2}}}}\n'
+        f"detector: {{name: yolo, weights: {REPO / 'weights' / 'yolov8n_int8.tflite'}}}\n"
+        "reid: {enabled: false}\noutput: {mot: false, plots: false}\nthreads: 1\n")
+    # The user's environment asks for no native logs; the run must keep them out itself.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENCV_LOG", "OPENCV_FFMPEG_LOG", "OPENCV_FFMPEG_DEBUG"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--out", str(tmp / "out"),
+         "--no-progress", "--duration", str(DURATION_S), "--health-interval", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**env, "YOLO_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp / "out" / "summary.json").read_text())
+    return password, result, summary, tmp / "out"
+
+
+def test_only_the_projects_masked_lines_reach_the_terminal(down_run):
+    password, result, _, out = down_run
+    assert "cannot open the stream" in result.stderr  # the project's own warning ...
+    assert "rtsp://viewer:***@127.0.0.1" in result.stderr  # ... with the URL masked
+    native = NATIVE_LINE.findall(result.stderr + result.stdout)
+    assert not native, "OpenCV/FFmpeg lines reached the terminal:\n" + result.stderr[-3000:]
+    for text in (result.stderr, result.stdout, *(p.read_text() for p in out.rglob("*")
+                                                  if p.is_file())):
+        assert password not in text
+
+
+def test_native_logs_come_back_when_the_user_asks_for_them():
+    # OPENCV_FFMPEG_LOGLEVEL=16 (AV_LOG_ERROR) is how one debugs a camera: left as set.
+    code = ("from pipeline.sources import StreamSource; "
+            f"s = StreamSource(camera_id='gate', uri='rtsp://127.0.0.1:{_closed_port()}/a', "
+            "open_timeout_s=0.5, wait_first_s=1.0); s.close()")
+    env = {**os.environ, "OPENCV_FFMPEG_LOGLEVEL": "16"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    # (OpenCV then prints FFmpeg's lines itself, on stdout.)
+    assert re.search(r"^\[OPENCV:FFMPEG:16\] Connection to tcp://127\.0\.0\.1:\d+.* failed",
+                     result.stdout, re.M), result.stdout + result.stderr
