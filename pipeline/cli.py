@@ -78,13 +78,14 @@ def _print_summary(summary: dict, out: Path) -> None:
     live = summary.get("live", False)
     head = f"{'camera':<12}{'frames':>8}"
     if live:
-        head += f"{'dropped':>9}{'reconnects':>12}{'outage_s':>10}"
+        head += f"{'dropped':>9}{'reconnects':>12}{'open_failures':>15}{'outage_s':>10}"
     lines = [head, "-" * len(head)]
     for c in summary["cameras"]:
         line = f"{c['id']:<12}{c['frames']:>8}"
         if live and "health" in c:
             h = c["health"]
-            line += f"{h['dropped']:>9}{h['reconnects']:>12}{h['outage_s']:>10.1f}"
+            line += (f"{h['dropped']:>9}{h['reconnects']:>12}{h['open_failures']:>15}"
+                     f"{h['outage_s']:>10.1f}")
         lines.append(line)
     lines += [
         "-" * len(head),

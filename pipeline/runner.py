@@ -246,8 +246,8 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
         sources = [
             stack.enter_context(open_source(
                 camera_id=c.id, uri=c.source, fps=c.fps,
-                stream_options=stream_options_for(c, epoch, options.stream_options)
-                if live else None))
+                stream_options=stream_options_for(c, epoch, options.stream_options,
+                                                  options.duration_s) if live else None))
             for c in config.cameras
         ]
         fps = {s.camera_id: s.fps for s in sources}

@@ -36,15 +36,23 @@ def live_cameras(config: Any, is_stream: Callable[[object], bool]) -> bool:
 
 
 def stream_options_for(camera: Any, epoch_s: float,
-                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       overrides: Mapping[str, Any] | None = None,
+                       duration_s: float | None = None) -> dict[str, Any]:
     """``StreamSource`` keyword arguments of one live camera.
 
     The camera's ``stream`` mapping from the config, then the run's ``overrides``
     (``RunOptions.stream_options``, for every camera), and the run's clock origin
-    ``epoch_s`` (shared by all cameras, so their timestamps align).
+    ``epoch_s`` (shared by all cameras, so their timestamps align). With a run
+    ``duration_s``, the start-up wait for a first frame (``wait_first_s``, counted from
+    ``epoch_s``) ends with the run at the latest.
     """
-    return {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
-            **dict(overrides or {})}
+    options = {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
+               **dict(overrides or {})}
+    if duration_s is not None:
+        from pipeline.sources.stream import first_frame_wait_s
+
+        options["wait_first_s"] = min(first_frame_wait_s(options), float(duration_s))
+    return options
 
 
 @contextmanager
@@ -104,10 +112,10 @@ class Housekeeping:
             self.last_health = now
             for camera, h in self.camera_set.health().items():
                 logger.info(
-                    "health %s: %s, frames %d, dropped %d, stale %d, reconnects %d, outage "
-                    "%.1f s, last frame %s s ago", camera, h["state"], h["frames"],
-                    h["dropped"], h["stale"], h["reconnects"], h["outage_s"],
-                    h["last_frame_age_s"])
+                    "health %s: %s, frames %d, dropped %d, stale %d, reconnects %d, open "
+                    "failures %d, outage %.1f s, last frame %s s ago", camera, h["state"],
+                    h["frames"], h["dropped"], h["stale"], h["reconnects"],
+                    h["open_failures"], h["outage_s"], h["last_frame_age_s"])
 
 
 def restart_after_gaps(tick: list[Frame], last_seen: dict[str, float],

@@ -68,6 +68,26 @@ def test_only_the_projects_masked_lines_reach_the_terminal(down_run):
         assert password not in text
 
 
+def test_health_counts_failed_opens_and_outage_fits_in_the_run(down_run):
+    _, result, summary, _ = down_run
+    health = summary["cameras"][0]["health"]
+    assert health["frames"] == 0 and health["reconnects"] == 0
+    assert health["open_failures"] >= 2, health
+    # --duration bounds the whole live run, start-up wait for a silent camera included,
+    # so the outage (the camera was never up) is at most the run's length.
+    assert health["outage_s"] <= summary["loop_s"] + 0.01, (health, summary["loop_s"])  # rounding
+    assert summary["loop_s"] <= DURATION_S + 1.5, summary["loop_s"]
+    assert health["outage_s"] >= DURATION_S - 1.5, health
+    # The end-of-run table and the periodic health line show the failed attempts.
+    header = next(line for line in result.stdout.splitlines() if line.startswith("camera"))
+    row = next(line for line in result.stdout.splitlines() if line.startswith("gate"))
+    assert "open_failures" in header.split(), header
+    assert dict(zip(header.split(), row.split(), strict=True))["open_failures"] == str(
+        health["open_failures"])
+    health_lines = [line for line in result.stderr.splitlines() if "health gate" in line]
+    assert health_lines and all(re.search(r"open failures \d+", line) for line in health_lines)
+
+
 def test_native_logs_come_back_when_the_user_asks_for_them():
     # OPENCV_FFMPEG_LOGLEVEL=16 (AV_LOG_ERROR) is how one debugs a camera: left as set.
     code = ("from pipeline.sources import StreamSource; "
@@ -80,3 +100,26 @@ def test_native_logs_come_back_when_the_user_asks_for_them():
     # (OpenCV then prints FFmpeg's lines itself, on stdout.)
     assert re.search(r"^\[OPENCV:FFMPEG:16\] Connection to tcp://127\.0\.0\.1:\d+.* failed",
                      result.stdout, re.M), result.stdout + result.stderr
+
+
+def test_cameras_share_one_start_up_wait_bounded_by_the_duration():
+    import time
+
+    from pipeline.config import CameraConfig
+    from pipeline.runtime import stream_options_for
+    from pipeline.sources import StreamSource
+
+    camera = CameraConfig(id="gate", source="rtsp://127.0.0.1:1/a",
+                          stream={"open_timeout_s": 2.0})
+    assert "wait_first_s" not in stream_options_for(camera, 0.0)  # the camera's own
+    assert stream_options_for(camera, 0.0, duration_s=60.0)["wait_first_s"] == 3.0
+    assert stream_options_for(camera, 0.0, duration_s=1.5)["wait_first_s"] == 1.5
+    # Two silent cameras opened in turn wait 1.5 s together (from the run's epoch).
+    epoch = time.monotonic()
+    sources = [StreamSource(camera_id=f"c{i}", uri=f"rtsp://127.0.0.1:{_closed_port()}/a",
+                            epoch_s=epoch, open_timeout_s=0.5, wait_first_s=1.5)
+               for i in range(2)]
+    waited = time.monotonic() - epoch
+    for source in sources:
+        source.close()
+    assert 1.4 <= waited < 2.6, waited

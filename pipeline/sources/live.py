@@ -38,6 +38,7 @@ def live_ticks(
     duration_s: float | None = None,
     max_ticks: int | None = None,
     yield_empty: bool = False,
+    start_s: float | None = None,
 ) -> Iterator[list[Frame]]:
     """Yield ticks of the newest frame per camera until stopped.
 
@@ -50,14 +51,16 @@ def live_ticks(
         max_ticks: End after this many non-empty ticks (None = no limit).
         yield_empty: Also yield ``[]`` when no camera has a new frame, so a consumer
             can do periodic work (health logs, flushing) while every camera is down.
+        start_s: ``time.monotonic()`` value ``duration_s`` counts from, e.g. the run
+            start before the cameras were opened (None = when iteration begins).
 
     Yields:
         Lists of ``Frame`` (at most one per camera, in the order of ``sources``).
     """
     if period_s <= 0:
         raise ValueError(f"live tick period must be > 0 s, got {period_s}")
-    start = time.monotonic()
-    next_tick = start
+    next_tick = time.monotonic()
+    start = next_tick if start_s is None else min(float(start_s), next_tick)
     ticks = 0
     while stop is None or not stop.is_set():
         now = time.monotonic()

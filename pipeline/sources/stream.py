@@ -45,8 +45,8 @@ from pipeline.sources.base import FrameSource, check_fps
 from pipeline.sources.native_logs import quiet_native_logs
 from pipeline.types import Frame
 
-__all__ = ["RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamSource", "check_stream_options",
-           "is_stream_uri", "redact_url"]
+__all__ = ["DEFAULT_OPEN_TIMEOUT_S", "RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamSource",
+           "check_stream_options", "first_frame_wait_s", "is_stream_uri", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ RTSP_TRANSPORTS = ("tcp", "udp", "udp_multicast", "http", "https")
 _FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # read by OpenCV at every open
 _OPEN_LOCK = threading.Lock()  # ... and process-global, so opens take turns
 _DEFAULT_FPS = 10.0
+DEFAULT_OPEN_TIMEOUT_S = 10.0
 
 
 def redact_url(uri: object) -> str:
@@ -138,6 +139,18 @@ def check_stream_options(camera_id: str, options: Mapping[str, Any],
                                  f"{', '.join(RTSP_TRANSPORTS)} or null, got {value!r}")
 
 
+def first_frame_wait_s(options: Mapping[str, Any]) -> float:
+    """Seconds a ``StreamSource`` built with ``options`` waits for its first frame.
+
+    ``wait_first_s`` when given, else ``open_timeout_s`` + 1 (both keyword arguments of
+    ``StreamSource``, with its defaults).
+    """
+    wait = options.get("wait_first_s")
+    if wait is None:
+        wait = float(options.get("open_timeout_s", DEFAULT_OPEN_TIMEOUT_S)) + 1.0
+    return float(wait)
+
+
 def _capture_target(uri: str | int) -> str | int:
     """What ``cv2.VideoCapture`` takes: an int device index or the URL."""
     if isinstance(uri, int):
@@ -158,7 +171,7 @@ class StreamSource(FrameSource):
         uri: str | int,
         fps: float | None = None,
         epoch_s: float | None = None,
-        open_timeout_s: float = 10.0,
+        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
         read_timeout_s: float = 5.0,
         stall_s: float = 2.0,
         queue_size: int = 4,
@@ -188,8 +201,10 @@ class StreamSource(FrameSource):
                 option; ``tcp`` survives lossy links); None leaves
                 ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` as the environment sets it.
             wait_first_s: How long the constructor waits for the first frame (so that
-                ``size_wh`` and ``fps`` are known); None = ``open_timeout_s`` + 1. The
-                source never fails because a camera is down: it keeps reconnecting.
+                ``size_wh`` and ``fps`` are known), counted from ``epoch_s`` when given
+                (cameras of one run opened in turn share one start-up wait, not one
+                each), else from now; None = ``open_timeout_s`` + 1. The source never
+                fails because a camera is down: it keeps reconnecting.
 
         Raises:
             ValueError: A bad argument (see :func:`check_stream_options`; the message
@@ -233,12 +248,16 @@ class StreamSource(FrameSource):
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{camera_id}", daemon=True)
         self._thread.start()
-        wait = self.open_timeout_s + 1.0 if wait_first_s is None else float(wait_first_s)
+        wait = first_frame_wait_s({"open_timeout_s": open_timeout_s,
+                                   "wait_first_s": wait_first_s})
+        start = self._created if epoch_s is None else min(self.epoch_s, self._created)
         with self._cond:
-            self._cond.wait_for(lambda: self._connected_once or self._stop.is_set(), wait)
+            self._cond.wait_for(lambda: self._connected_once or self._stop.is_set(),
+                                max(0.0, start + wait - time.monotonic()))
         if not self._connected_once:
-            logger.warning("Camera %r (%s): no frame within %.1f s; starting anyway and "
-                           "retrying in the background", camera_id, self.display_uri, wait)
+            logger.warning("Camera %r (%s): no frame after %.1f s; starting anyway and "
+                           "retrying in the background", camera_id, self.display_uri,
+                           time.monotonic() - start)
 
     # ----------------------------------------------------------------- consumer side
     def latest(self) -> Frame | None:

@@ -131,7 +131,9 @@ class CameraSet:
     With ``live=True`` (live cameras, e.g. ``StreamSource``) ticks are paced by the wall
     clock instead (``pipeline.sources.live.live_ticks``): every ``tick_period_s`` the
     newest frame of each camera that has a new one; ``max_frames`` then limits the
-    number of ticks, ``duration_s`` the wall-clock time, setting ``stop`` ends the
+    number of ticks, ``duration_s`` the wall-clock time (from the sources' common
+    ``epoch_s``, the run start, where they have one: the start-up wait for silent
+    cameras counts, so outages never exceed the run), setting ``stop`` ends the
     iteration, and ``yield_empty`` also yields ``[]`` when no camera has a new frame
     (so the consumer can do periodic work while every camera is down). Drop counts of
     live sources are in ``health()``.
@@ -185,7 +187,9 @@ class CameraSet:
             return live_ticks(
                 self.sources,  # type: ignore[arg-type]
                 period_s=self.tick_period_s, stop=self.stop, duration_s=self.duration_s,
-                max_ticks=self.max_frames, yield_empty=self.yield_empty)
+                max_ticks=self.max_frames, yield_empty=self.yield_empty,
+                start_s=min((s.epoch_s for s in self.sources if hasattr(s, "epoch_s")),
+                            default=None))
         return _ticks(self.sources, self.max_frames, self.dropped)
 
     def health(self) -> dict[str, dict[str, Any]]:
