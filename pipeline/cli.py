@@ -87,8 +87,12 @@ def _print_summary(summary: dict, out: Path) -> None:
             line += (f"{h['dropped']:>9}{h['reconnects']:>12}{h['open_failures']:>15}"
                      f"{h['outage_s']:>10.1f}")
         lines.append(line)
+    lines.append("-" * len(head))
+    why = {"container": "its file's frame count", "other cameras": "the other cameras' length"}
+    lines += [f"{c['id']} ended early: {c['frames']} of {c['frames_expected']} frames "
+              f"(expected from {why.get(c['expected_from'], c['expected_from'])}; see the "
+              "warning above)" for c in summary["cameras"] if c.get("ended_early")]
     lines += [
-        "-" * len(head),
         f"tracklets {summary['tracklets']}, identities {summary['identities']} "
         f"({summary['identities_multi_camera']} seen by 2+ cameras), rows {summary['rows']}",
         f"{summary['camera_frames_per_s']} camera-frames/s; ms per camera-frame: "

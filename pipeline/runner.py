@@ -190,10 +190,10 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     from pipeline.export import MotWriter, RevisionCsvWriter, TrajectoryCsvWriter
     from pipeline.sources import (
         CameraSet,
+        early_endings,
         is_stream_uri,
         open_source,
         redact_url,
-        synchronise,
     )
     from pipeline.tracking import TRACKERS, TrackletBuilder
 
@@ -264,7 +264,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                for cid in camera_ids} if config.output.mot else {}
         camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
                                duration_s=options.duration_s, stop=stop, yield_empty=True)
-        ticks = iter(camera_set) if live else synchronise(sources, max_frames=options.max_frames)
+        ticks = iter(camera_set)
         house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
                              camera_set=camera_set, writers=[rows_csv, revisions_csv,
                                                              *mot.values()])
@@ -307,6 +307,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
             interrupted.append("SIGINT")
             logger.warning("interrupted: finishing with the frames processed so far")
         health = camera_set.health()
+        endings = {} if live else early_endings(sources, camera_set.ended, frames_per_camera)
         if live:
             fps = {s.camera_id: s.fps for s in sources}
         with timer("associate"):
@@ -354,7 +355,8 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
         "config": where,
         "cameras": [{"id": c.id, "source": redact_url(c.source), "fps": fps.get(c.id),
                      "frames": frames_per_camera[c.id], "size_wh": sizes.get(c.id),
-                     **({"health": health[c.id]} if c.id in health else {})}
+                     **({"health": health[c.id]} if c.id in health else {}),
+                     **endings.get(c.id, {})}
                     for c in config.cameras],
         "live": live,
         "association": mode,

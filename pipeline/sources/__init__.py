@@ -1,6 +1,7 @@
 """Frame sources: video files, image folders, live streams, and aligned camera sets."""
 
 from pipeline.sources.base import FrameSource
+from pipeline.sources.endings import early_endings
 from pipeline.sources.factory import SOURCES, open_source
 from pipeline.sources.images import IMAGE_SUFFIXES, ImageFolderSource
 from pipeline.sources.live import live_ticks
@@ -24,6 +25,7 @@ __all__ = [
     "StreamSource",
     "VideoFileSource",
     "check_stream_options",
+    "early_endings",
     "is_stream_uri",
     "live_ticks",
     "open_source",

@@ -58,15 +58,30 @@ def synchronise(
 
 
 def _ticks(
-    sources: list[FrameSource], max_frames: int | None, dropped: dict[str, int]
+    sources: list[FrameSource], max_frames: int | None, dropped: dict[str, int],
+    ended: dict[str, int] | None = None,
 ) -> Iterator[list[Frame]]:
+    """The ticks of ``synchronise``; counts dropped frames, and in ``ended`` the frames
+    each camera had read when it ran out (cameras still going when the ticks stop are
+    absent)."""
     _check_sources(sources)
+    ended = {} if ended is None else ended
     if max_frames is not None and max_frames <= 0:
         return
     period = min(source.period_s for source in sources)
     half = period / 2
     iterators = [iter(source) for source in sources]
-    pending: list[Frame | None] = [next(it, None) for it in iterators]
+    read = [0] * len(sources)
+
+    def advance(i: int) -> Frame | None:
+        frame = next(iterators[i], None)
+        if frame is None:
+            ended.setdefault(sources[i].camera_id, read[i])
+        else:
+            read[i] += 1
+        return frame
+
+    pending: list[Frame | None] = [advance(i) for i in range(len(sources))]
     started = [frame for frame in pending if frame is not None]
     if not started:
         return
@@ -77,7 +92,7 @@ def _ticks(
             return
         tick_s = t0 + k * period
         tick: list[Frame] = []
-        for i, iterator in enumerate(iterators):
+        for i in range(len(iterators)):
             frame = pending[i]
             chosen: Frame | None = None
             while frame is not None and frame.timestamp_s <= tick_s + half + _EPS_S:
@@ -88,7 +103,7 @@ def _ticks(
                 else:
                     _drop(frame, tick_s, dropped)
                     chosen = None
-                frame = next(iterator, None)
+                frame = advance(i)
             if chosen is not None:
                 tick.append(chosen)
             pending[i] = frame
@@ -143,6 +158,8 @@ class CameraSet:
         max_frames: Tick-period limit passed to ``synchronise`` (None = no limit).
         dropped: Per camera id, frames dropped in the last iteration (superseded by a
             newer frame due at the same tick).
+        ended: Per camera id, the frames it had read when its source ran out during the
+            last iteration (recorded cameras; see ``pipeline.sources.endings``).
         live: Wall-clock ticks (see above).
     """
 
@@ -160,6 +177,7 @@ class CameraSet:
         _check_sources(self.sources)
         self.max_frames = max_frames
         self.dropped: dict[str, int] = {}
+        self.ended: dict[str, int] = {}
         self.live = bool(live)
         self.duration_s = duration_s
         self.stop = stop
@@ -182,7 +200,7 @@ class CameraSet:
         return min(source.period_s for source in self.sources)
 
     def __iter__(self) -> Iterator[list[Frame]]:
-        self.dropped = {}
+        self.dropped, self.ended = {}, {}
         if self.live:
             return live_ticks(
                 self.sources,  # type: ignore[arg-type]
@@ -190,7 +208,7 @@ class CameraSet:
                 max_ticks=self.max_frames, yield_empty=self.yield_empty,
                 start_s=min((s.epoch_s for s in self.sources if hasattr(s, "epoch_s")),
                             default=None))
-        return _ticks(self.sources, self.max_frames, self.dropped)
+        return _ticks(self.sources, self.max_frames, self.dropped, self.ended)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per camera id, the source's ``health()`` counters (live sources only)."""

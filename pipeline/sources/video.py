@@ -101,11 +101,10 @@ class VideoFileSource(FrameSource):
                 image_bgr=image,
             )
             index += 1
-        if self.frame_count is not None and index < self.frame_count:
-            logger.warning(
-                "Camera %r: %s ended after %d of %d frames (truncated file?)",
-                self.camera_id, self.path, index, self.frame_count,
-            )
+        # Whether that is too early is judged with the other cameras in view
+        # (pipeline.sources.endings), which warns once.
+        logger.debug("Camera %r: %s ended after %d frames (container: %s)",
+                     self.camera_id, self.path, index, self.frame_count)
 
     def close(self) -> None:
         if self._capture is not None:
