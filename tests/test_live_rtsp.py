@@ -26,6 +26,7 @@ import pytest
 from pipeline.export import read_revisions, read_trajectories
 from pipeline.runtime import stop_on_signals
 from pipeline.sources import StreamSource, live_ticks, redact_url
+from tests.test_camera_down import NATIVE_LINE
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "samples" / "pdestre_session3" / "cam1.webm"
@@ -268,6 +269,8 @@ def test_mtmc_run_keeps_going_through_outages_and_stops_on_sigterm(tmp_path):
     read_revisions(out / "revisions.csv")
     log = (tmp_path / "mtmc.log").read_text()
     assert "health cam1" in log and "reconnected" in log
+    # One voice through freeze, kill and restart: no OpenCV/FFmpeg line of their own.
+    assert not NATIVE_LINE.search(log), log[-3000:]
     for path in [tmp_path / "mtmc.log", *out.rglob("*")]:
         if path.is_file():
             assert server.password.encode() not in path.read_bytes(), path
