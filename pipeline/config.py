@@ -50,12 +50,17 @@ class CameraConfig:
             ``read_timeout_s``, ``stall_s``, ``queue_size``, ``backoff_initial_s``,
             ``backoff_max_s``, ``rtsp_transport``, ``wait_first_s``); names and values
             are checked when the file is loaded.
+        detection: How this camera's frames are detected: a
+            ``pipeline.detection.views.ViewOptions`` built from the camera's
+            ``detection`` mapping (``imgsz``, ``min_scale``, ``max_side``, ``tiles``,
+            ``tile_overlap_px``, ``merge_iou``, ``roi``, ``roi_crop``); None = plain.
     """
 
     id: str
     source: str
     fps: float | None = None
     stream: Mapping[str, Any] = field(default_factory=dict)
+    detection: Any = None
 
 
 # StreamSource arguments that a camera's ``stream`` mapping may not set: the runner
@@ -87,7 +92,23 @@ def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
             check_stream_options(str(cam.id), options)
         except ValueError as error:
             raise ConfigError(f"{where}: {label}: {error}") from None
-    return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options)
+    return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options,
+                        detection=_view_options(cam.detection, section, str(cam.id), where))
+
+
+def _view_options(raw: Any, section: str, camera_id: str, where: str) -> Any:
+    """A camera's ``detection`` mapping -> ``ViewOptions`` (None when absent)."""
+    if raw is None:
+        return None
+    from pipeline.detection.views import ViewOptions
+
+    label = f"{section}.detection (camera {camera_id!r})"
+    data = _mapping(raw, label, where)
+    _check_keys(label, data, {f.name for f in fields(ViewOptions)}, where)
+    try:
+        return ViewOptions(**data)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {label}: {exc}") from None
 
 
 @dataclass(frozen=True)

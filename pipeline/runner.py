@@ -186,7 +186,6 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     Returns:
         The summary that was written to ``out_dir/summary.json``.
     """
-    from pipeline.detection import DETECTORS
     from pipeline.export import MotWriter, RevisionCsvWriter, TrajectoryCsvWriter
     from pipeline.sources import (
         CameraSet,
@@ -226,8 +225,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
                            min_score=config.reid.min_score,
                            min_height_px=config.reid.min_height_px,
                            refresh_frames=config.reid.refresh_frames)
-    detector = _build(DETECTORS, config.detector.name,
-                      {"device": device, **config.detector.params}, "detector", where)
+    detector = _camera_detector(config, device, where)
     _set_threads(threads)  # importing ultralytics resets torch's thread count
     check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
 
@@ -402,6 +400,23 @@ def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
     return tqdm(ticks, total=total, unit="tick", desc="mtmc run", dynamic_ncols=True)
 
 
+def _camera_detector(config: RunConfig, device: str, where: str) -> Any:
+    """The configured detector wrapped with each camera's detection options.
+
+    Input size, tiles and ROI per camera (``pipeline.detection.views``); cameras without
+    options share one call to the configured detector, as before.
+    """
+    from pipeline.detection import DETECTORS
+    from pipeline.detection.multiview import CameraDetector
+
+    params = {"device": device, **config.detector.params}
+    base = _build(DETECTORS, config.detector.name, params, "detector", where)
+    return CameraDetector(
+        base=base, views={c.id: c.detection for c in config.cameras if c.detection},
+        make_detector=lambda imgsz: _build(DETECTORS, config.detector.name,
+                                           {**params, "imgsz": imgsz}, "detector", where))
+
+
 def _process_tick(tick: list[Frame], *, detector: Any, embed: _Embedding | None,
                   trackers: dict[str, Any],
                   builders: dict[str, Any], mot: dict[str, Any],
@@ -409,7 +424,7 @@ def _process_tick(tick: list[Frame], *, detector: Any, embed: _Embedding | None,
     """Detect, embed and track one tick; returns each frame with its tracks."""
     images = [f.image_bgr for f in tick]
     with timer("detect"):
-        detections = detector.detect(images)
+        detections = detector.detect(images, camera_ids=[f.camera_id for f in tick])
     if embed is not None:
         with timer("embed"):
             detections = embed([f.camera_id for f in tick], images, detections)
