@@ -54,14 +54,15 @@ BASE_IMGSZ = (384, 640)
 # PETS09 have people everywhere in view: no ROI.
 ROIS = {"MOT17-02": ([[0, 300], [1920, 300], [1920, 1080], [0, 1080]],)}
 OPTIONS = {  # name -> ViewOptions keyword arguments ("roi" = the sequence's ROI)
-    "plain 384x640": {},
+    "plain 384x640": {"imgsz": None},
     "(a) auto imgsz, floor 0.5": {"imgsz": "auto", "min_scale": 0.5},
-    "(a) auto imgsz, floor 0.65": {"imgsz": "auto", "min_scale": 0.65},
-    "(b) tiles, floor 0.5": {"tiles": "auto", "min_scale": 0.5},
-    "(b) tiles, floor 0.65": {"tiles": "auto", "min_scale": 0.65},
-    "(c) roi": {"roi": True},
+    "(a) auto imgsz, floor 0.65 (default)": {"imgsz": "auto", "min_scale": 0.65},
+    "(b) tiles, floor 0.5": {"imgsz": None, "tiles": "auto", "min_scale": 0.5},
+    "(b) tiles, floor 0.65": {"imgsz": None, "tiles": "auto", "min_scale": 0.65},
+    "(c) roi": {"imgsz": None, "roi": True},
     "(c) roi + auto imgsz 0.5": {"roi": True, "imgsz": "auto", "min_scale": 0.5},
-    "(c) roi + tiles 0.5": {"roi": True, "tiles": "auto", "min_scale": 0.5},
+    "(c) roi + auto imgsz 0.65": {"roi": True, "imgsz": "auto", "min_scale": 0.65},
+    "(c) roi + tiles 0.5": {"imgsz": None, "roi": True, "tiles": "auto", "min_scale": 0.5},
 }
 SCORE_POLICIES = {  # name -> min score for detections in each height bucket
     "score>=0.5": (0.5, 0.5, 0.5, 0.5, 0.5),

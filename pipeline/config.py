@@ -53,7 +53,8 @@ class CameraConfig:
         detection: How this camera's frames are detected: a
             ``pipeline.detection.views.ViewOptions`` built from the camera's
             ``detection`` mapping (``imgsz``, ``min_scale``, ``max_side``, ``tiles``,
-            ``tile_overlap_px``, ``merge_iou``, ``roi``, ``roi_crop``); None = plain.
+            ``tile_overlap_px``, ``merge_iou``, ``roi``, ``roi_crop``); None = the
+            defaults of ``ViewOptions``.
     """
 
     id: str

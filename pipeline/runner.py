@@ -403,16 +403,18 @@ def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
 def _camera_detector(config: RunConfig, device: str, where: str) -> Any:
     """The configured detector wrapped with each camera's detection options.
 
-    Input size, tiles and ROI per camera (``pipeline.detection.views``); cameras without
-    options share one call to the configured detector, as before.
+    Input size, tiles and ROI per camera (``pipeline.detection.views``; cameras without a
+    ``detection`` mapping get the defaults). Cameras whose plan is the detector's own
+    input on the whole frame share one call to the configured detector, as before.
     """
     from pipeline.detection import DETECTORS
     from pipeline.detection.multiview import CameraDetector
+    from pipeline.detection.views import ViewOptions
 
     params = {"device": device, **config.detector.params}
     base = _build(DETECTORS, config.detector.name, params, "detector", where)
     return CameraDetector(
-        base=base, views={c.id: c.detection for c in config.cameras if c.detection},
+        base=base, views={c.id: c.detection or ViewOptions() for c in config.cameras},
         make_detector=lambda imgsz: _build(DETECTORS, config.detector.name,
                                            {**params, "imgsz": imgsz}, "detector", where))
 

@@ -138,20 +138,27 @@ def test_detection_options_load_from_the_camera_mapping(tmp_path):
 
 
 def test_roi_outside_the_frame_names_the_camera():
+    view = ViewOptions(imgsz=None, roi=[[[0, 0], [2000, 0], [0, 50]]])
     detector = CameraDetector(base=_FakeDetector((384, 640)), make_detector=_FakeDetector,
-                              views={"lobby": ViewOptions(roi=[[[0, 0], [2000, 0], [0, 50]]])})
+                              views={"lobby": view})
     with pytest.raises(ValueError, match="camera 'lobby'.*outside the 1920x1080 frame"):
         detector.detect([np.zeros((1080, 1920, 3), np.uint8)], camera_ids=["lobby"])
 
 
 def test_plans_change_nothing_for_cameras_seen_above_the_floor():
+    for auto in (ViewOptions(), ViewOptions(imgsz="auto", tiles="auto", min_scale=0.5)):
+        for size in ((960, 540), (768, 576)):  # the 4-camera sample and PETS09
+            plan = plan_view(auto, size, (384, 640))
+            assert plan.is_plain((384, 640)) and plan.imgsz == (384, 640)
+    default = plan_view(ViewOptions(), (1920, 1080), (384, 640))
+    assert default.imgsz == (704, 1248) and not len(default.tiles_xyxy)
+    fixed = plan_view(ViewOptions(), (1920, 1080), (640, 640), resizable=False)
+    assert fixed.is_plain((640, 640))
     auto = ViewOptions(imgsz="auto", tiles="auto", min_scale=0.5)
-    for size in ((960, 540), (768, 576)):  # the 4-camera sample and PETS09
-        plan = plan_view(auto, size, (384, 640))
-        assert plan.imgsz == (384, 640) and len(plan.tiles_xyxy) == 0
     plan = plan_view(auto, (1920, 1080), (384, 640))
     assert plan.imgsz == (544, 960) and plan.scale >= 0.5 and len(plan.tiles_xyxy) == 0
-    tiled = plan_view(ViewOptions(tiles="auto", min_scale=0.5), (1920, 1080), (384, 640))
+    tiled = plan_view(ViewOptions(imgsz=None, tiles="auto", min_scale=0.5), (1920, 1080),
+                      (384, 640))
     assert tiled.imgsz == (384, 640) and len(tiled.tiles_xyxy) == 4
     capped = plan_view(ViewOptions(imgsz="auto", min_scale=1.0, max_side=1280),
                        (3840, 2160), (384, 640))
@@ -189,8 +196,9 @@ def test_camera_detector_batches_each_input_size_in_one_call():
         return made[-1]
 
     detector = CameraDetector(base=base, make_detector=make, views={
-        "hd1": ViewOptions(tiles="auto"), "hd2": ViewOptions(tiles="auto"),
-        "big": ViewOptions(imgsz="auto"),
+        "hd1": ViewOptions(imgsz=None, tiles="auto", min_scale=0.5),
+        "hd2": ViewOptions(imgsz=None, tiles="auto", min_scale=0.5),
+        "big": ViewOptions(imgsz="auto", min_scale=0.5),
         "cam2": ViewOptions(imgsz="auto", tiles="auto")})  # 960x540: scale 0.67, plain
     small, hd = np.zeros((540, 960, 3), np.uint8), np.zeros((1080, 1920, 3), np.uint8)
     out = detector.detect([small, hd, hd, hd, small], ["cam1", "hd1", "hd2", "big", "cam2"])
@@ -220,7 +228,7 @@ def test_tiles_find_people_the_plain_path_misses_on_a_real_1080p_frame():
     yolo = YoloDetector(weights=weights, backend="openvino", imgsz=(384, 640), conf=0.1,
                         threads=2)
     detector = CameraDetector(base=yolo, make_detector=lambda hw: None,
-                              views={"tiled": ViewOptions(tiles="on", min_scale=0.5)})
+                              views={"tiled": ViewOptions(imgsz=None, tiles="on", min_scale=0.5)})
     plain, tiled = detector.detect([image, image], camera_ids=["plain", "tiled"])
     found_plain, found_tiled = _matched(plain, gt_xyxy), _matched(tiled, gt_xyxy)
     only_tiled = found_tiled - found_plain

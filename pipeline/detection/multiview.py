@@ -103,7 +103,8 @@ class CameraDetector:
         key = (camera_id, *frame_wh)
         if key not in self._plans:
             try:
-                plan = plan_view(self.views[camera_id], frame_wh, tuple(self.base.imgsz))
+                plan = plan_view(self.views[camera_id], frame_wh, tuple(self.base.imgsz),
+                                 resizable=getattr(self.base, "resizable", True))
             except ValueError as error:
                 raise ValueError(f"camera {camera_id!r}: {error}") from None
             logger.info("camera %s: %dx%d frames detected at %s, scale %.2f, %d tiles%s",

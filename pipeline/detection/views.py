@@ -14,7 +14,9 @@ turns them into a :class:`ViewPlan` once the frame size is known (the first fram
   bottom centre) is outside every polygon are dropped, and with ``roi_crop`` the network
   only sees the polygons' bounding box (sky and walls are not computed).
 
-Cameras with default options take the plain path, unchanged.
+Every camera gets the default options unless its config says otherwise; a camera whose
+plan is the detector's own input on the whole frame (the 960x540 sample, PETS09 at
+768x576) takes the plain path, unchanged.
 """
 
 from __future__ import annotations
@@ -113,10 +115,14 @@ class ViewOptions:
     """How one camera's frames are detected (the ``detection`` mapping of a camera).
 
     Attributes:
-        imgsz: None = the detector's input size; [height, width] (multiples of 32); or
-            "auto" = from the frame's resolution (see ``min_scale``, ``max_side``).
+        imgsz: "auto" (default) = from the frame's resolution (see ``min_scale``,
+            ``max_side``); None = always the detector's input size; or [height, width]
+            (multiples of 32).
         min_scale: Scale floor (network pixels per frame pixel) for "auto" input sizes
-            and "auto" tiling.
+            and "auto" tiling. 0.65 keeps a 1080p camera at about the scale the shipped
+            384x640 input sees PETS09 and the sample (0.67) with: MOT17 1080p recall at
+            score >= 0.5 0.245 -> 0.469 for ~4x the detection time (0.5: 0.351, ~2.5x;
+            docs/DETECTION.md).
         max_side: Longest side, in pixels, an "auto" input size may have.
         tiles: "off"; "on"; or "auto" = only where the input still sees the region below
             ``min_scale``. Tiles are seen at ``min_scale`` with the detector's input size.
@@ -126,8 +132,8 @@ class ViewOptions:
         roi_crop: With a roi, detect only in the polygons' bounding box.
     """
 
-    imgsz: tuple[int, int] | str | None = None
-    min_scale: float = 0.5
+    imgsz: tuple[int, int] | str | None = "auto"
+    min_scale: float = 0.65
     max_side: int = 1280
     tiles: str = "off"
     tile_overlap_px: int = 96
@@ -203,8 +209,15 @@ def _scale(imgsz: tuple[int, int], width: float, height: float) -> float:
 
 
 def plan_view(options: ViewOptions, frame_wh: tuple[int, int],
-              base_imgsz: tuple[int, int]) -> ViewPlan:
+              base_imgsz: tuple[int, int], resizable: bool = True) -> ViewPlan:
     """Choose input size, region and tiles for frames of size ``frame_wh``.
+
+    Args:
+        options: The camera's options.
+        frame_wh: Frame (width, height) in pixels.
+        base_imgsz: The detector's input (height, width).
+        resizable: False when the detector cannot run at another size (a fixed-size
+            export): "auto" input sizes then keep ``base_imgsz``.
 
     Raises:
         ValueError: A ROI polygon lies (partly) outside the frame.
@@ -224,7 +237,8 @@ def plan_view(options: ViewOptions, frame_wh: tuple[int, int],
     imgsz = base_imgsz
     if isinstance(options.imgsz, tuple):
         imgsz = options.imgsz
-    elif options.imgsz == "auto" and _scale(base_imgsz, rw, rh) < options.min_scale:
+    elif (options.imgsz == "auto" and resizable
+          and _scale(base_imgsz, rw, rh) < options.min_scale):
         target = min(options.min_scale, options.max_side / max(rw, rh))
         imgsz = (_ceil32(rh * target), _ceil32(rw * target))
         imgsz = (min(imgsz[0], options.max_side), min(imgsz[1], options.max_side))

@@ -82,6 +82,8 @@ class YoloDetector:
         threads: CPU threads given to the runtime.
         list_call: True when ``detect`` runs all its images in one network call
             (``batch`` and a runtime that batches: PyTorch); False = one call per image.
+        resizable: True when the same weights can be built at another input size
+            (``.pt`` checkpoints); exported files have a fixed size.
 
     Example:
         >>> detector = YoloDetector(weights=Path("weights/yolov8n_recovered.pt"),
@@ -173,6 +175,7 @@ class YoloDetector:
         self.precision = precision
         self._net = self._load(Path(cache_dir) if cache_dir else None)
         self.list_call = self.batch and self._net.batches
+        self.resizable = weights.suffix.lower() == ".pt"
 
     def _load(self, cache_dir: Path | None) -> DetectorBackend:
         try:
