@@ -54,8 +54,8 @@ def _assemble(parts: Sequence[Detections], windows: Sequence[np.ndarray], plan: 
     if len(parts) > 1:
         xyxy, score = merge_tiled(xyxy, score, np.concatenate(cuts), iou=merge_iou)
     if plan.roi and len(xyxy):
-        feet = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)
-        keep = points_in_polygons(feet, plan.roi)
+        centres = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+        keep = points_in_polygons(centres, plan.roi)
         xyxy, score = xyxy[keep], score[keep]
     return Detections(xyxy=clip_xyxy(xyxy, *frame_wh), score=score)
 

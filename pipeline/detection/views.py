@@ -10,9 +10,10 @@ turns them into a :class:`ViewPlan` once the frame size is known (the first fram
 * **tiles** — ``tiles="auto"`` tiles the frame when the chosen input still sees it below
   ``min_scale``: overlapping tiles seen at ``min_scale`` plus the whole region downscaled
   (``pipeline.detection.tiling`` merges them);
-* **regions of interest** — polygons in frame pixels; detections whose foot point (box
-  bottom centre) is outside every polygon are dropped, and with ``roi_crop`` the network
-  only sees the polygons' bounding box (sky and walls are not computed).
+* **regions of interest** — polygons in frame pixels around where people appear (whole
+  bodies, not just the floor: the input is cropped to them); detections whose box centre
+  is outside every polygon are dropped, and with ``roi_crop`` the network only sees the
+  polygons' bounding box (sky and walls are not computed).
 
 Every camera gets the default options unless its config says otherwise; a camera whose
 plan is the detector's own input on the whole frame (the 960x540 sample, PETS09 at
@@ -184,7 +185,7 @@ class ViewPlan:
         imgsz: Network input (height, width).
         region_xyxy: int (4,) the part of the frame that is detected (ROI crop or frame).
         tiles_xyxy: int (T, 4) tiles in frame pixels; (0, 4) = no tiling.
-        roi: Polygons that filter detections by foot point (empty = none).
+        roi: Polygons that filter detections by box centre (empty = none).
     """
 
     imgsz: tuple[int, int]
