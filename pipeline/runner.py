@@ -415,6 +415,7 @@ def _camera_detector(config: RunConfig, device: str, where: str) -> Any:
     base = _build(DETECTORS, config.detector.name, params, "detector", where)
     return CameraDetector(
         base=base, views={c.id: c.detection or ViewOptions() for c in config.cameras},
+        where=where,
         make_detector=lambda imgsz: _build(DETECTORS, config.detector.name,
                                            {**params, "imgsz": imgsz}, "detector", where))
 

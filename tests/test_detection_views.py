@@ -140,8 +140,9 @@ def test_detection_options_load_from_the_camera_mapping(tmp_path):
 def test_roi_outside_the_frame_names_the_camera():
     view = ViewOptions(imgsz=None, roi=[[[0, 0], [2000, 0], [0, 50]]])
     detector = CameraDetector(base=_FakeDetector((384, 640)), make_detector=_FakeDetector,
-                              views={"lobby": view})
-    with pytest.raises(ValueError, match="camera 'lobby'.*outside the 1920x1080 frame"):
+                              views={"lobby": view}, where="site.yaml")
+    with pytest.raises(ValueError, match="site.yaml: camera 'lobby'.*outside the 1920x1080 "
+                                         "frame.*detection.roi"):
         detector.detect([np.zeros((1080, 1920, 3), np.uint8)], camera_ids=["lobby"])
 
 

@@ -79,6 +79,7 @@ class CameraDetector:
         make_detector: Builds a detector like ``base`` for another (height, width)
             input; called once per distinct size, on the first frame that needs it.
         views: ``ViewOptions`` by camera id; cameras not listed use the plain path.
+        where: Names the configuration in errors (e.g. its file).
 
     Example:
         >>> detector = CameraDetector(base=yolo, make_detector=lambda hw: build(hw),
@@ -87,8 +88,9 @@ class CameraDetector:
     """
 
     def __init__(self, *, base: Any, make_detector: Callable[[tuple[int, int]], Any],
-                 views: Mapping[str, ViewOptions]) -> None:
+                 views: Mapping[str, ViewOptions], where: str = "") -> None:
         self.base = base
+        self.where = where
         self._make = make_detector
         self.views = {cid: v for cid, v in views.items() if not v.is_plain}
         self._detectors: dict[tuple[int, int], Any] = {tuple(base.imgsz): base}
@@ -106,7 +108,9 @@ class CameraDetector:
                 plan = plan_view(self.views[camera_id], frame_wh, tuple(self.base.imgsz),
                                  resizable=getattr(self.base, "resizable", True))
             except ValueError as error:
-                raise ValueError(f"camera {camera_id!r}: {error}") from None
+                prefix = f"{self.where}: " if self.where else ""
+                raise ValueError(f"{prefix}camera {camera_id!r}: detection: {error}; fix "
+                                 "the camera's detection.roi") from None
             logger.info("camera %s: %dx%d frames detected at %s, scale %.2f, %d tiles%s",
                         camera_id, *frame_wh, plan.imgsz, plan.scale, len(plan.tiles_xyxy),
                         f", roi crop {plan.region_xyxy.tolist()}" if plan.roi else "")
