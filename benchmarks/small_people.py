@@ -16,7 +16,9 @@ threshold (option d), plus the median ms of one frame's detection (letterbox, ne
 calls, NMS, tile merge). Options take turns frame by frame so they share the background
 load; compare ratios within one run. Prints one JSON document.
 
-    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/small_people.py --step 10 --threads 2
+    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/small_people.py --step 10 --threads 2 \
+        > small_people.json
+    python3 benchmarks/small_people.py --markdown small_people.json   # the doc's tables
 """
 
 from __future__ import annotations
@@ -149,13 +151,52 @@ class Counts:
         }
 
 
+def _cell(value: float | None, n: int | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if n is None else f"{value:.2f} ({n})"
+
+
+def markdown(report: dict) -> str:
+    """Markdown tables (docs/DETECTION.md) from a report this script printed."""
+    lines = []
+    for data in ("MOT17 (02+04)", "MOT17-02", "MOT17-04", "PETS09"):
+        for policy in SCORE_POLICIES:
+            lines += [f"\n**{data}, {policy}** — recall by gt height (gt count) / precision "
+                      "by detection height\n",
+                      "| option | input | tiles | ms/frame | " + " | ".join(
+                          f"R {b}" for b in BUCKET_NAMES) + " | R all | P all | "
+                      + " | ".join(f"P {b}" for b in BUCKET_NAMES) + " |",
+                      "|---" * (6 + 2 * len(BUCKET_NAMES)) + "|"]
+            for name, per_data in report["options"].items():
+                if data not in per_data:
+                    continue
+                row = per_data[data]
+                table = row[policy]
+                seq = row if "imgsz" in row else per_data["MOT17-04"]
+                ms = ("/".join(str(per_data[s]["ms_median"]) for s in ("MOT17-02", "MOT17-04"))
+                      if "imgsz" not in row else str(row["ms_median"]))
+                lines.append(
+                    f"| {name} | {seq['imgsz'][0]}x{seq['imgsz'][1]} | {seq['tiles']} | {ms} | "
+                    + " | ".join(_cell(r, n) for r, n in zip(table["recall"], table["gt"],
+                                                             strict=True))
+                    + f" | {table['recall_all']:.3f} | {table['precision_all']:.3f} | "
+                    + " | ".join(_cell(p) for p in table["precision"]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="print the tables of a saved JSON report instead of running")
     parser.add_argument("--step", type=int, default=10, help="PETS09 frame step")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed passes over the MOT17 frames (medians over all)")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     os.environ["YOLO_OFFLINE"] = "1"
     cv2.setNumThreads(1)
     data = {**mot_sequences(), "PETS09": pets_frames(args.step)}
