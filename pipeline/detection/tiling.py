@@ -118,6 +118,15 @@ def _extend(boxes: np.ndarray, cut: np.ndarray, towards: np.ndarray) -> tuple[np
     return out, reach.any(1)
 
 
+def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M,) IoU of row i of ``a`` with row i of ``b`` (both (M, 4) xyxy)."""
+    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
 def _cut_match(i: int, rest: np.ndarray, xyxy: np.ndarray, cut: np.ndarray,
                min_iou: float) -> np.ndarray:
     """bool (len(rest),): boxes in ``rest`` that are box ``i``'s person cut by a tile edge.
@@ -131,8 +140,7 @@ def _cut_match(i: int, rest: np.ndarray, xyxy: np.ndarray, cut: np.ndarray,
     mine = np.repeat(xyxy[i][None], len(rest), axis=0)
     mine_ext, mine_reach = _extend(mine, np.repeat(cut[i][None], len(rest), axis=0), others)
     others_ext, others_reach = _extend(others, cut[rest], mine)
-    same = np.array([iou_matrix(a[None], b[None])[0, 0]
-                     for a, b in zip(mine_ext, others_ext, strict=True)]) >= min_iou
+    same = _paired_iou(mine_ext, others_ext) >= min_iou
     overlap = ((np.minimum(mine[:, 2], others[:, 2]) > np.maximum(mine[:, 0], others[:, 0]))
                & (np.minimum(mine[:, 3], others[:, 3]) > np.maximum(mine[:, 1], others[:, 1])))
     return overlap & (mine_reach | others_reach) & same
@@ -169,22 +177,28 @@ def merge_tiled(xyxy: np.ndarray, score: np.ndarray, cut: np.ndarray, *,
                          f"{len(cut)} cut rows")
     order = np.argsort(-scores, kind="stable")
     boxes, scores, cut = boxes[order], scores[order], cut[order]
-    alive = np.ones(len(boxes), bool)
+    n = len(boxes)
+    suppress = iou_matrix(boxes, boxes) >= iou
+    # Cut pairs, computed only from the rows of cut boxes (the test is symmetric).
+    fuse = np.zeros((n, n), bool)
+    everyone = np.arange(n)
+    for i in np.flatnonzero(cut.any(1)):
+        fuse[i] = _cut_match(i, everyone, boxes, cut, min_cut_iou)
+    fuse |= fuse.T
+    np.fill_diagonal(fuse, False)
+    alive = np.ones(n, bool)
     kept_xyxy, kept_score = [], []
-    for i in range(len(boxes)):
+    for i in range(n):
         if not alive[i]:
             continue
         alive[i] = False
-        rest = np.flatnonzero(alive)
         merged = boxes[i].copy()
-        if len(rest):
-            fused = _cut_match(i, rest, boxes, cut, min_cut_iou)
-            same = (iou_matrix(boxes[i][None], boxes[rest])[0] >= iou) & ~fused
-            if fused.any():
-                group = boxes[rest[fused]]
-                merged[:2] = np.minimum(merged[:2], group[:, :2].min(0))
-                merged[2:] = np.maximum(merged[2:], group[:, 2:].max(0))
-            alive[rest[same | fused]] = False
+        fused = fuse[i] & alive
+        if fused.any():
+            group = boxes[fused]
+            merged[:2] = np.minimum(merged[:2], group[:, :2].min(0))
+            merged[2:] = np.maximum(merged[2:], group[:, 2:].max(0))
+        alive &= ~(fused | suppress[i])
         kept_xyxy.append(merged)
         kept_score.append(scores[i])
         if len(kept_xyxy) == max_det:
