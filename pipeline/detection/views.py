@@ -122,8 +122,8 @@ class ViewOptions:
         min_scale: Scale floor (network pixels per frame pixel) for "auto" input sizes
             and "auto" tiling. 0.65 keeps a 1080p camera at about the scale the shipped
             384x640 input sees PETS09 and the sample (0.67) with: MOT17 1080p recall at
-            score >= 0.5 0.245 -> 0.469 for 3.3-3.9x the detection time (0.5: 0.351,
-            1.9-2.3x; docs/DETECTION.md).
+            score >= 0.5 0.245 -> 0.469 for 3.4-3.5x the detection time (0.5: 0.351,
+            1.9-2.1x; docs/DETECTION.md).
         max_side: Longest side, in pixels, an "auto" input size may have.
         tiles: "off"; "on"; or "auto" = only where the input still sees the region below
             ``min_scale``. Tiles are seen at ``min_scale`` with the detector's input size.
