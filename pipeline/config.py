@@ -46,27 +46,22 @@ class CameraConfig:
             ``http(s)://``, ``webcam://N``).
         fps: Frame rate override (image folders need one unless a ``seqinfo.ini``
             gives it; live: the tick pace instead of the rate the stream reports).
-        stream: Live sources only: ``StreamSource`` tuning options (``open_timeout_s``,
-            ``read_timeout_s``, ``stall_s``, ``queue_size``, ``backoff_initial_s``,
-            ``backoff_max_s``, ``rtsp_transport``, ``wait_first_s``); names and values
-            are checked when the file is loaded.
-        detection: How this camera's frames are detected: a
-            ``pipeline.detection.views.ViewOptions`` built from the camera's
-            ``detection`` mapping (``imgsz``, ``min_scale``, ``max_side``, ``tiles``,
-            ``tile_overlap_px``, ``merge_iou``, ``roi``, ``roi_crop``); None = the
-            defaults of ``ViewOptions``.
+        stream: Live sources only: the fields of ``pipeline.sources.StreamOptions``
+            (timeouts, queue size, backoff, RTSP transport); the sources check names
+            and values when a run is built, before any model loads
+            (``pipeline.assembly.check_cameras``).
+        detection: How this camera's frames are detected: the fields of
+            ``pipeline.detection.views.ViewOptions`` (``imgsz``, ``min_scale``,
+            ``max_side``, ``tiles``, ``tile_overlap_px``, ``merge_iou``, ``roi``,
+            ``roi_crop``), kept as a mapping and checked when a run is built, before any
+            model loads (``pipeline.assembly.check_cameras``); None = the defaults.
     """
 
     id: str
     source: str
     fps: float | None = None
     stream: Mapping[str, Any] = field(default_factory=dict)
-    detection: Any = None
-
-
-# StreamSource arguments that a camera's ``stream`` mapping may not set: the runner
-# sets them, or (fps) they are camera keys of their own.
-_STREAM_RESERVED = ("camera_id", "uri", "fps", "epoch_s")
+    detection: Mapping[str, Any] | None = None
 
 
 def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
@@ -74,42 +69,10 @@ def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
     cam = _dataclass_from(CameraConfig, _mapping(raw, section, where), section, where)
     source = _resolve(str(cam.source), base_dir)
     options = _mapping(cam.stream, f"{section}.stream", where)
-    if options:
-        from pipeline.sources.stream import StreamSource, check_stream_options, is_stream_uri
-
-        label = f"{section}.stream (camera {cam.id!r})"
-        if not is_stream_uri(source):
-            raise ConfigError(
-                f"{where}: {label}: stream options apply only to live sources (rtsp://, "
-                f"rtsps://, http(s)://, webcam://N); {source} is a file or folder, so "
-                "remove 'stream' from this camera")
-        reserved = sorted(set(options) & set(_STREAM_RESERVED))
-        if reserved:
-            raise ConfigError(
-                f"{where}: {label}: {', '.join(map(repr, reserved))} cannot be set here "
-                "(fps is a camera key; the others are set by the runner)")
-        check_params(StreamSource, options, label, where, exclude=_STREAM_RESERVED)
-        try:
-            check_stream_options(str(cam.id), options)
-        except ValueError as error:
-            raise ConfigError(f"{where}: {label}: {error}") from None
+    detection = (None if cam.detection is None else
+                 _mapping(cam.detection, f"{section}.detection (camera {cam.id!r})", where))
     return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options,
-                        detection=_view_options(cam.detection, section, str(cam.id), where))
-
-
-def _view_options(raw: Any, section: str, camera_id: str, where: str) -> Any:
-    """A camera's ``detection`` mapping -> ``ViewOptions`` (None when absent)."""
-    if raw is None:
-        return None
-    from pipeline.detection.views import ViewOptions
-
-    label = f"{section}.detection (camera {camera_id!r})"
-    data = _mapping(raw, label, where)
-    _check_keys(label, data, {f.name for f in fields(ViewOptions)}, where)
-    try:
-        return ViewOptions(**data)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {label}: {exc}") from None
+                        detection=detection)
 
 
 @dataclass(frozen=True)

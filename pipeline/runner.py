@@ -1,9 +1,12 @@
 """Composition root: configuration -> components -> the frame loop -> outputs.
 
-The only module that reads configuration and knows every stage. Per tick (one
-time-aligned frame per camera) it detects on all cameras in one call, embeds
-the crops of all cameras in shared batches, updates each camera's tracker and
-tracklet builder, and streams per-camera rows to disk.
+``run()`` reads as build -> loop -> finish. :func:`pipeline.assembly.build_run` builds
+the components from the config; per tick (one time-aligned frame per camera) the
+cameras' work (:class:`pipeline.executor.InProcessCameras`: batched detection and
+embedding, per-camera tracking and tracklets) yields each frame's tracks, the
+association (whichever mode) takes tracklet events when it says it is due and tells
+the global id known now, and every output sink receives the rows, the id decisions
+and, at the end, the final identities. The loop knows neither the mode nor the outputs.
 
 Association ``mode: offline`` (the default for recorded footage): after the last tick
 the tracklets are associated across cameras and ``trajectories.csv`` is written from
@@ -15,7 +18,7 @@ Live cameras are ticked by the wall clock until a duration, a tick limit or
 SIGINT/SIGTERM; every file is flushed at least every ``flush_s`` seconds and written
 in whole lines, so a killed run leaves parseable files.
 
-Files written in ``out_dir`` (schema in README.md):
+Files written in ``out_dir`` by the sinks (schema in README.md):
 
 * ``tracks_local.csv``  (offline) per-camera rows as they happen (global_id = -1),
   flushed regularly, so an interrupted run keeps what it saw;
@@ -35,28 +38,18 @@ import json
 import logging
 import os
 import platform
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.association import ASSOCIATORS
-from pipeline.config import RunConfig, check_params
-from pipeline.runtime import (
-    Housekeeping,
-    live_cameras,
-    multi_camera_identities,
-    restart_after_gaps,
-    stop_on_signals,
-    stream_options_for,
-)
-from pipeline.types import Detections, Frame, GlobalTrack, Tracklet, Tracks
+from pipeline.assembly import RunParts, build_run
+from pipeline.config import RunConfig
+from pipeline.runtime import StageTimer
+from pipeline.sources import early_endings
+from pipeline.types import Frame, FrameTracks, Identities
 
 __all__ = ["RunOptions", "run", "StageTimer"]
 
@@ -93,87 +86,13 @@ class RunOptions:
 
 
 @dataclass
-class StageTimer:
-    """Wall-clock milliseconds spent per pipeline stage."""
+class _Progress:
+    """What the loop counted: per-camera frames and sizes, rows, the run clock."""
 
-    totals_ms: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals_ms[stage] += (time.perf_counter() - start) * 1000.0
-
-
-def _set_threads(threads: int | None) -> int:
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    return torch.get_num_threads()
-
-
-def _build(family: dict[str, Any], name: str, params: dict[str, Any], section: str,
-           where: str) -> Any:
-    try:
-        cls = family[name]
-    except KeyError:
-        kind = "association mode" if section == "association" else section
-        raise ValueError(f"{where}: unknown {kind} {name!r}; choose one of: "
-                         f"{', '.join(sorted(family))}") from None
-    check_params(cls, params, section, where)
-    return cls(**params)
-
-
-class _Embedding:
-    """Chooses which detections to embed (size, score, schedule) and fills their rows.
-
-    One :class:`~pipeline.reid.schedule.EmbeddingScheduler` per camera decides, from
-    the previous frame's tracks, which eligible detections need appearance now; the
-    rest keep zero rows, which the tracker and tracklet builder read as "no appearance".
-    """
-
-    def __init__(self, embedder: Any, *, camera_ids: Sequence[str], min_score: float,
-                 min_height_px: float, refresh_frames: int) -> None:
-        from pipeline.reid.schedule import EmbeddingScheduler
-
-        self.embedder = embedder
-        self.min_score = min_score
-        self.min_height_px = min_height_px
-        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=refresh_frames)
-                           for cid in camera_ids}
-        self.eligible = 0  # detections good enough to embed
-        self.embedded = 0  # of those, embedded (the schedule skipped the rest)
-
-    def __call__(self, camera_ids: Sequence[str], images: Sequence[np.ndarray],
-                 dets: list[Detections]) -> list[Detections]:
-        keep = []
-        for cid, d in zip(camera_ids, dets, strict=True):
-            eligible = (d.score >= self.min_score) & (
-                (d.xyxy[:, 3] - d.xyxy[:, 1]) >= self.min_height_px)
-            keep.append(self.schedulers[cid].select(d, eligible))
-            self.eligible += int(eligible.sum())
-        vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep, strict=True)])
-        dim = self.embedder.embedding_dim
-        out = []
-        for d, k, v in zip(dets, keep, vectors, strict=True):
-            full = np.zeros((len(d), dim), np.float32)
-            full[k] = v
-            self.embedded += int(k.sum())
-            out.append(Detections(xyxy=d.xyxy, score=d.score, embedding=full))
-        return out
-
-    def observe(self, camera_id: str, tracks: Tracks) -> None:
-        """Feed a camera's tracker output back to its scheduler."""
-        self.schedulers[camera_id].observe(tracks)
-
-    def stats(self) -> dict[str, Any]:
-        """Counts for the run summary."""
-        share = self.embedded / self.eligible if self.eligible else 0.0
-        return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
-                "embedded_share": round(share, 4)}
+    frames: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    rows: int = 0
+    now_s: float = 0.0
 
 
 def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
@@ -186,205 +105,123 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     Returns:
         The summary that was written to ``out_dir/summary.json``.
     """
-    from pipeline.export import MotWriter, RevisionCsvWriter, TrajectoryCsvWriter
-    from pipeline.sources import (
-        CameraSet,
-        early_endings,
-        is_stream_uri,
-        open_source,
-        redact_url,
-    )
-    from pipeline.tracking import TRACKERS, TrackletBuilder
-
-    where = config.source_file
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    live = live_cameras(config, is_stream_uri)
-    # Before any model loads, so a config typo fails at once.
-    assoc_params = dict(config.association.params)
-    mode = str(assoc_params.pop("mode", "online" if live else "offline"))
-    associator = _build(ASSOCIATORS, mode, assoc_params, "association", where)
-    online = mode == "online"
-    device = options.device or config.device
-    threads = _set_threads(options.threads if options.threads is not None else config.threads)
-    save_video = config.output.save_video if options.save_video is None else options.save_video
-    if live and save_video:
-        logger.warning("annotated video is not rendered for live cameras (it re-reads the "
-                       "sources); use the trajectories instead")
-        save_video = False
-
-    embed: _Embedding | None = None
-    if config.reid.enabled:
-        from pipeline.reid.embedder import CropEmbedder
-
-        embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
-                                device=device, batch_size=config.reid.batch_size,
-                                threads=threads, precision=config.reid.precision,
-                                backend=config.reid.backend)
-        embed = _Embedding(embedder, camera_ids=[c.id for c in config.cameras],
-                           min_score=config.reid.min_score,
-                           min_height_px=config.reid.min_height_px,
-                           refresh_frames=config.reid.refresh_frames)
-    detector = _camera_detector(config, device, where)
-    _set_threads(threads)  # importing ultralytics resets torch's thread count
-    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
-
-    timer = StageTimer()
-    camera_ids = [c.id for c in config.cameras]
-    frames_per_camera = dict.fromkeys(camera_ids, 0)
-    sizes: dict[str, tuple[int, int]] = {}
-    health: dict[str, dict[str, Any]] = {}
-    closed: list[Tracklet] = []
-    n_tracklets = 0
-    stop = threading.Event()
-    wall_start = time.perf_counter()
-    epoch = time.monotonic()
+    progress = _Progress(frames=dict.fromkeys((c.id for c in config.cameras), 0))
     with ExitStack() as stack:
-        interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
-        sources = [
-            stack.enter_context(open_source(
-                camera_id=c.id, uri=c.source, fps=c.fps,
-                stream_options=stream_options_for(c, epoch, options.stream_options,
-                                                  options.duration_s) if live else None))
-            for c in config.cameras
-        ]
-        fps = {s.camera_id: s.fps for s in sources}
-        trackers = {cid: _build(TRACKERS, config.tracker.name, dict(config.tracker.params),
-                                "tracker", where) for cid in camera_ids}
-        builders = {cid: TrackletBuilder(camera_id=cid, **config.tracklets)
-                    for cid in camera_ids}
-        csv_name = "trajectories.csv" if online else "tracks_local.csv"
-        rows_csv = stack.enter_context(TrajectoryCsvWriter(out_dir / csv_name,
-                                                           flush_s=options.flush_s))
-        revisions_csv = stack.enter_context(RevisionCsvWriter(
-            out_dir / "revisions.csv", flush_s=options.flush_s)) if online else None
-        mot = {cid: stack.enter_context(MotWriter(out_dir / "mot" / f"{cid}.txt"))
-               for cid in camera_ids} if config.output.mot else {}
-        camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
-                               duration_s=options.duration_s, stop=stop, yield_empty=True)
-        ticks = iter(camera_set)
-        house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
-                             camera_set=camera_set, writers=[rows_csv, revisions_csv,
-                                                             *mot.values()])
-        last_seen: dict[str, float] = {}
-        now_s = 0.0
+        parts = build_run(config, out_dir, options, stack)
         try:
-            for tick in _progress(ticks, sources, options):
-                if stop.is_set():
-                    break
-                if options.duration_s is not None and not live and \
-                        time.perf_counter() - wall_start >= options.duration_s:
-                    break
-                if live:
-                    closed += restart_after_gaps(tick, last_seen, trackers, builders,
-                                                  options.outage_reset_s)
-                results = _process_tick(tick, detector=detector, embed=embed,
-                                        trackers=trackers, builders=builders, mot=mot,
-                                        timer=timer) if tick else []
-                if tick:
-                    now_s = max(f.timestamp_s for f in tick)
-                if online and house.association_due(now_s):
-                    with timer("associate"):
-                        finished = closed + [t for b in builders.values() for t in b.finished()]
-                        closed, n_tracklets = [], n_tracklets + len(finished)
-                        snapshots = [t for b in builders.values()
-                                     for t in b.snapshots(min_frames=associator.min_frames)]
-                        revisions_csv.write(associator.update(
-                            now_s=now_s, open_tracklets=snapshots, finished=finished))
-                with timer("write"):
-                    for frame, tracks in results:
-                        gids = ([associator.global_id(frame.camera_id, t)
-                                 for t in tracks.track_id.tolist()] if online else None)
-                        rows_csv.write(camera=frame.camera_id, frame=frame.index,
-                                       timestamp_s=frame.timestamp_s, tracks=tracks,
-                                       global_ids=gids)
-                        frames_per_camera[frame.camera_id] += 1
-                        sizes.setdefault(frame.camera_id, frame.size_wh)
-                house.tick()
+            for tick in _ticks(parts, options):
+                _step(parts, tick, progress)
         except KeyboardInterrupt:
-            interrupted.append("SIGINT")
+            parts.interrupted.append("SIGINT")
             logger.warning("interrupted: finishing with the frames processed so far")
-        health = camera_set.health()
-        endings = {} if live else early_endings(sources, camera_set.ended, frames_per_camera)
-        if live:
-            fps = {s.camera_id: s.fps for s in sources}
-        with timer("associate"):
-            tracklets: list[Tracklet] = closed + [t for b in builders.values()
-                                                  for t in b.finish()]
-            n_tracklets += len(tracklets)
-            if online:
-                revisions_csv.write(associator.finish(now_s=now_s, finished=tracklets))
-                global_of: dict[tuple[str, int], int] = {}
-            else:
-                identities = associator.associate(tracklets) if embed is not None else [
-                    GlobalTrack(global_id=i, members=(t.key,))
-                    for i, t in enumerate(tracklets, 1)]
-                global_of = {key: g.global_id for g in identities for key in g.members}
-                # Tracks too short to be tracklets are not associated, but their rows
-                # still get an id: one identity each, numbered after the others.
-                next_id = max(global_of.values(), default=0) + 1
-                for cid, builder in builders.items():
-                    for tid in builder.short_track_ids:
-                        if (cid, tid) not in global_of:
-                            identities.append(GlobalTrack(global_id=next_id,
-                                                          members=((cid, tid),)))
-                            global_of[(cid, tid)] = next_id
-                            next_id += 1
-    loop_s = time.perf_counter() - wall_start
+        cameras = _camera_fields(parts, progress)
+        fps = {s.camera_id: s.fps for s in parts.sources}
+        with parts.timer("associate"):
+            finished, short = parts.cameras.finish()
+            parts.sinks.on_revisions(parts.association.finish(
+                now_s=progress.now_s, finished=finished, short_tracks=short))
+            identities = parts.association.identities()
+        parts.sinks.on_identities(identities)
+    loop_s = time.perf_counter() - parts.wall_start
+    with parts.timer("export"):
+        outputs = parts.sinks.close()
+    summary = _summary(config, parts, progress, identities, cameras=cameras, fps=fps,
+                       loop_s=loop_s, outputs=outputs)
+    temporary = out_dir / "summary.json.part"
+    temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(temporary, out_dir / "summary.json")
+    return summary
 
-    with timer("export"):
-        if online:
-            from pipeline.export import final_global_ids, rewrite_global_ids
 
-            global_of = final_global_ids(out_dir / "revisions.csv")
-            rows = rewrite_global_ids(out_dir / "trajectories.csv",
-                                      out_dir / "trajectories_final.csv", global_of)
-            n_ids = len(set(global_of.values()))
-            n_multi = multi_camera_identities(global_of)
-        else:
-            rows = _write_trajectories(out_dir, global_of)
-            n_ids = len(identities)
-            n_multi = sum(len(g.cameras) > 1 for g in identities)
-        final_csv = "trajectories_final.csv" if online else "trajectories.csv"
-        outputs = _write_extras(out_dir, config, global_of, fps, sizes, save_video, options,
-                                final_csv)
-    total_frames = sum(frames_per_camera.values())
-    summary = {
-        "config": where,
+def _ticks(parts: RunParts, options: RunOptions) -> Iterator[list[Frame]]:
+    """The run's ticks until the sources end or a stop condition holds."""
+    for tick in _progress(parts.ticks, parts.sources, options):
+        if parts.stop.is_set():
+            return
+        if options.duration_s is not None and not parts.live and \
+                time.perf_counter() - parts.wall_start >= options.duration_s:
+            return
+        yield tick
+
+
+def _step(parts: RunParts, tick: list[Frame], progress: _Progress) -> None:
+    """One tick: the cameras' work, association when due, rows to the sinks."""
+    results = parts.cameras.process(tick)
+    if tick:
+        progress.now_s = max(f.timestamp_s for f in tick)
+    association = parts.association
+    if association.due(progress.now_s):
+        with parts.timer("associate"):
+            snapshots, finished = parts.cameras.events(association.snapshot_frames)
+            parts.sinks.on_revisions(association.update(
+                now_s=progress.now_s, open_tracklets=snapshots, finished=finished))
+    with parts.timer("write"):
+        for frame, tracks in results:
+            cid = frame.camera_id
+            ids = [association.global_id(cid, t) for t in tracks.track_id.tolist()]
+            parts.sinks.on_rows(FrameTracks(camera_id=cid, frame_index=frame.index,
+                                            timestamp_s=frame.timestamp_s,
+                                            size_wh=frame.size_wh, tracks=tracks,
+                                            global_ids=ids))
+            progress.frames[cid] += 1
+            progress.sizes.setdefault(cid, frame.size_wh)
+            progress.rows += len(tracks)
+    parts.house.tick()
+
+
+def _camera_fields(parts: RunParts, progress: _Progress) -> dict[str, dict[str, Any]]:
+    """Per camera, the summary fields of how it went: live cameras' health counters, and
+    whether a recorded camera ended far too early (``pipeline.sources.endings``)."""
+    health = parts.camera_set.health()
+    endings = {} if parts.live else early_endings(parts.sources, parts.camera_set.ended,
+                                                   progress.frames)
+    return {c: {**({"health": health[c]} if c in health else {}), **endings.get(c, {})}
+            for c in progress.frames}
+
+
+def _summary(config: RunConfig, parts: RunParts, progress: _Progress, identities: Identities,
+             *, cameras: dict[str, dict[str, Any]], fps: dict[str, float], loop_s: float,
+             outputs: dict[str, Any]) -> dict[str, Any]:
+    """The run summary (``summary.json``); ``cameras``: per camera, extra fields (live
+    health counters, how a recorded camera ended)."""
+    from pipeline.sources import redact_url
+
+    timer = parts.timer
+    total_frames = sum(progress.frames.values())
+    embedding = parts.cameras.embedding
+    return {
+        "config": config.source_file,
         "cameras": [{"id": c.id, "source": redact_url(c.source), "fps": fps.get(c.id),
-                     "frames": frames_per_camera[c.id], "size_wh": sizes.get(c.id),
-                     **({"health": health[c.id]} if c.id in health else {}),
-                     **endings.get(c.id, {})}
+                     "frames": progress.frames[c.id], "size_wh": progress.sizes.get(c.id),
+                     **cameras[c.id]}
                     for c in config.cameras],
-        "live": live,
-        "association": mode,
+        "live": parts.live,
+        "association": parts.association.mode,
         "camera_frames": total_frames,
-        "ticks": max(frames_per_camera.values(), default=0),
-        "tracklets": n_tracklets,
-        "identities": n_ids,
-        "identities_multi_camera": n_multi,
+        "ticks": max(progress.frames.values(), default=0),
+        "tracklets": identities.tracklets,
+        # one count: every distinct global id, including the short tracks' own ones
+        "identities": identities.count,
+        "identities_multi_camera": identities.multi_camera,
         # of the identities, tracks shorter than tracklets.min_length (not associated)
-        "identities_short_tracks": sum(len(b.short_track_ids) for b in builders.values())
-        if not online else 0,
-        "revisions": associator.revisions if online else 0,
-        "rows": rows,
-        "reid": embed.stats() if embed is not None else None,
+        "identities_short_tracks": identities.short_tracks,
+        "revisions": identities.revisions,
+        "rows": progress.rows,
+        "reid": embedding.stats() if embedding is not None else None,
         "stage_ms": {k: round(v, 1) for k, v in timer.totals_ms.items()},
         "stage_ms_per_camera_frame": {k: round(v / max(total_frames, 1), 2)
                                       for k, v in timer.totals_ms.items()},
         "loop_s": round(loop_s, 2),
         "camera_frames_per_s": round(total_frames / loop_s, 2) if loop_s > 0 else None,
-        "interrupted": bool(interrupted),
-        "stopped_by": interrupted[0] if interrupted else None,
-        "device": device,
-        "threads": threads,
+        "interrupted": bool(parts.interrupted),
+        "stopped_by": parts.interrupted[0] if parts.interrupted else None,
+        "device": parts.device,
+        "threads": parts.threads,
         "machine": platform.processor() or platform.machine(),
         "outputs": outputs,
     }
-    temporary = out_dir / "summary.json.part"
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(temporary, out_dir / "summary.json")
-    return summary
 
 
 def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
@@ -398,81 +235,3 @@ def _progress(ticks: Iterator[list[Frame]], sources: Sequence[Any],
     if total is not None and options.max_frames is not None:
         total = min(total, options.max_frames)
     return tqdm(ticks, total=total, unit="tick", desc="mtmc run", dynamic_ncols=True)
-
-
-def _camera_detector(config: RunConfig, device: str, where: str) -> Any:
-    """The configured detector wrapped with each camera's detection options.
-
-    Input size, tiles and ROI per camera (``pipeline.detection.views``; cameras without a
-    ``detection`` mapping get the defaults). Cameras whose plan is the detector's own
-    input on the whole frame share one call to the configured detector, as before.
-    """
-    from pipeline.detection import DETECTORS
-    from pipeline.detection.multiview import CameraDetector
-    from pipeline.detection.views import ViewOptions
-
-    params = {"device": device, **config.detector.params}
-    base = _build(DETECTORS, config.detector.name, params, "detector", where)
-    return CameraDetector(
-        base=base, views={c.id: c.detection or ViewOptions() for c in config.cameras},
-        where=where,
-        make_detector=lambda imgsz: _build(DETECTORS, config.detector.name,
-                                           {**params, "imgsz": imgsz}, "detector", where))
-
-
-def _process_tick(tick: list[Frame], *, detector: Any, embed: _Embedding | None,
-                  trackers: dict[str, Any],
-                  builders: dict[str, Any], mot: dict[str, Any],
-                  timer: StageTimer) -> list[tuple[Frame, Tracks]]:
-    """Detect, embed and track one tick; returns each frame with its tracks."""
-    images = [f.image_bgr for f in tick]
-    with timer("detect"):
-        detections = detector.detect(images, camera_ids=[f.camera_id for f in tick])
-    if embed is not None:
-        with timer("embed"):
-            detections = embed([f.camera_id for f in tick], images, detections)
-    results = []
-    for frame, dets in zip(tick, detections, strict=True):
-        cid = frame.camera_id
-        with timer("track"):
-            tracks = trackers[cid].update(dets)
-            if embed is not None:
-                embed.observe(cid, tracks)
-            builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
-                                 frame.size_wh)
-        if cid in mot:
-            with timer("write"):
-                mot[cid].write(frame.index, tracks)
-        results.append((frame, tracks))
-    return results
-
-
-def _write_trajectories(out_dir: Path, global_of: dict[tuple[str, int], int]) -> int:
-    """Stream tracks_local.csv into trajectories.csv with global ids; returns rows."""
-    from pipeline.export import rewrite_global_ids
-
-    return rewrite_global_ids(out_dir / "tracks_local.csv", out_dir / "trajectories.csv",
-                              global_of)
-
-
-def _write_extras(out_dir: Path, config: RunConfig, global_of: dict[tuple[str, int], int],
-                  fps: dict[str, float], sizes: dict[str, tuple[int, int]], save_video: bool,
-                  options: RunOptions, final_csv: str = "trajectories.csv") -> dict[str, Any]:
-    outputs: dict[str, Any] = {"trajectories": "trajectories.csv"}
-    if final_csv != "trajectories.csv":
-        outputs["trajectories_final"] = final_csv
-        outputs["revisions"] = "revisions.csv"
-    if config.output.mot:
-        outputs["mot"] = {c.id: f"mot/{c.id}.txt" for c in config.cameras}
-    if config.output.plots:
-        from pipeline.export import plot_trajectories
-
-        outputs["plots"] = [str(p.relative_to(out_dir)) for p in
-                            plot_trajectories(out_dir / final_csv, out_dir / "plots")]
-    if save_video:
-        from pipeline.export import render_videos
-
-        outputs["video"] = [str(p.relative_to(out_dir)) for p in render_videos(
-            config=config, trajectories=out_dir / final_csv,
-            out_dir=out_dir / "video", max_frames=options.max_frames)]
-    return outputs

@@ -13,11 +13,17 @@ Conventions used everywhere:
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Frame", "Detections", "Tracks", "Tracklet", "GlobalTrack"]
+__all__ = ["Frame", "Detections", "Tracks", "Tracklet", "GlobalTrack", "TrackKey",
+           "FrameTracks", "Revision", "Identities"]
+
+TrackKey = tuple[str, int]
+"""A per-camera track: ``(camera_id, track_id)``."""
 
 
 def _as_float32(name: str, value: np.ndarray, ndim: int) -> np.ndarray:
@@ -228,3 +234,80 @@ class GlobalTrack:
     @property
     def cameras(self) -> tuple[str, ...]:
         return tuple(sorted({camera for camera, _ in self.members}))
+
+
+@dataclass(eq=False)
+class FrameTracks:
+    """One camera frame's tracks as the outputs receive them (what sinks get per frame).
+
+    Compact on purpose (no image): it is what a camera's worker hands on, so it can
+    cross a process boundary cheaply.
+
+    Attributes:
+        camera_id: Camera the frame came from.
+        frame_index: 0-based frame index in that camera's source.
+        timestamp_s: Seconds on the run's clock.
+        size_wh: Image (width, height) in pixels.
+        tracks: The tracker's output for the frame.
+        global_ids: int64 (N,) cross-camera id per track row, known when the rows are
+            handed on (``-1`` = not assigned yet; offline runs fill ids in at the end).
+    """
+
+    camera_id: str
+    frame_index: int
+    timestamp_s: float
+    size_wh: tuple[int, int]
+    tracks: Tracks
+    global_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.global_ids = np.asarray(self.global_ids, np.int64).reshape(-1)
+        if self.global_ids.shape[0] != len(self.tracks):
+            raise ValueError(f"FrameTracks of camera {self.camera_id!r}: global_ids has "
+                             f"{self.global_ids.shape[0]} entries for {len(self.tracks)} tracks")
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A tracklet's global id set (``old_global_id`` = -1) or changed at ``time_s``."""
+
+    time_s: float
+    camera: str
+    track_id: int
+    old_global_id: int
+    new_global_id: int
+
+
+@dataclass(frozen=True)
+class Identities:
+    """The final cross-camera identities of a run, as association decided them.
+
+    Attributes:
+        global_of: ``(camera, track_id) -> global id`` for every track that has one.
+        tracklets: Tracklets that association was given (tracks of at least
+            ``tracklets.min_length`` frames).
+        short_tracks: Of the identities, tracks too short to be tracklets that were
+            given an identity of their own without association (offline runs).
+        revisions: Global ids changed after their first assignment (online runs).
+    """
+
+    global_of: Mapping[TrackKey, int]
+    tracklets: int = 0
+    short_tracks: int = 0
+    revisions: int = 0
+
+    @property
+    def count(self) -> int:
+        """Number of distinct global ids."""
+        return len(set(self.global_of.values()))
+
+    @property
+    def multi_camera(self) -> int:
+        """Identities seen by two or more cameras."""
+        cameras: dict[int, set[str]] = defaultdict(set)
+        for (camera, _), gid in self.global_of.items():
+            cameras[gid].add(camera)
+        return sum(len(c) > 1 for c in cameras.values())

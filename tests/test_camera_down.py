@@ -92,7 +92,7 @@ def test_native_logs_come_back_when_the_user_asks_for_them():
     # OPENCV_FFMPEG_LOGLEVEL=16 (AV_LOG_ERROR) is how one debugs a camera: left as set.
     code = ("from pipeline.sources import StreamSource; "
             f"s = StreamSource(camera_id='gate', uri='rtsp://127.0.0.1:{_closed_port()}/a', "
-            "open_timeout_s=0.5, wait_first_s=1.0); s.close()")
+            "options={'open_timeout_s': 0.5, 'wait_first_s': 1.0}); s.close()")
     env = {**os.environ, "OPENCV_FFMPEG_LOGLEVEL": "16"}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120, env=env)
@@ -105,9 +105,9 @@ def test_native_logs_come_back_when_the_user_asks_for_them():
 def test_cameras_share_one_start_up_wait_bounded_by_the_duration():
     import time
 
+    from pipeline.assembly import stream_options_for
     from pipeline.config import CameraConfig
-    from pipeline.runtime import stream_options_for
-    from pipeline.sources import StreamSource
+    from pipeline.sources import StreamOptions, StreamSource
 
     camera = CameraConfig(id="gate", source="rtsp://127.0.0.1:1/a",
                           stream={"open_timeout_s": 2.0})
@@ -117,7 +117,8 @@ def test_cameras_share_one_start_up_wait_bounded_by_the_duration():
     # Two silent cameras opened in turn wait 1.5 s together (from the run's epoch).
     epoch = time.monotonic()
     sources = [StreamSource(camera_id=f"c{i}", uri=f"rtsp://127.0.0.1:{_closed_port()}/a",
-                            epoch_s=epoch, open_timeout_s=0.5, wait_first_s=1.5)
+                            epoch_s=epoch,
+                            options=StreamOptions(open_timeout_s=0.5, wait_first_s=1.5))
                for i in range(2)]
     waited = time.monotonic() - epoch
     for source in sources:

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, check_params, load_config
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -107,9 +106,13 @@ def test_camera_stream_options_are_kept_for_live_sources(tmp_path):
     ],
 )
 def test_bad_camera_stream_options_name_the_camera_and_the_file(tmp_path, stream, message):
+    # The sources own their options: a run checks them when it is built, before any
+    # model loads (pipeline.assembly.check_cameras); the config keeps the mapping.
+    from pipeline.assembly import check_cameras
+
     path = _write(tmp_path, LIVE + f"    stream: {stream}\n")
     with pytest.raises(ConfigError, match=message) as info:
-        load_config(path)
+        check_cameras(load_config(path))
     assert str(info.value).startswith(str(path))
     assert "secret" not in str(info.value)
 
@@ -117,8 +120,10 @@ def test_bad_camera_stream_options_name_the_camera_and_the_file(tmp_path, stream
 def test_stream_options_are_refused_for_files(tmp_path):
     path = _write(tmp_path, "cameras:\n  - {id: lobby, source: clips/a.mp4, "
                             "stream: {queue_size: 2}}\n")
+    from pipeline.assembly import check_cameras
+
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        check_cameras(load_config(path))
     text = str(info.value)
     assert text.startswith(str(path)) and "camera 'lobby'" in text
     assert "apply only to live sources" in text and "a.mp4 is a file or folder" in text

@@ -23,8 +23,8 @@ from pipeline.export import (
     rewrite_global_ids,
 )
 from pipeline.types import Tracks
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -208,3 +208,15 @@ def test_plots_are_valid_pngs(tmp_path):
         image = cv2.imread(str(path))
         assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
         assert image.std() > 5  # something was drawn
+
+
+def test_trajectory_plot_breaks_lines_where_a_track_is_absent():
+    from pipeline.export.plots import _break_gaps
+
+    frames = np.array([0, 1, 2, 10, 11, 20])
+    x, y = _break_gaps(frames, np.arange(6.0), np.arange(6.0) * 2)
+    # a NaN (matplotlib's line break) after frame 2 and after frame 11, nowhere else
+    assert np.isnan(x).nonzero()[0].tolist() == [3, 6] and np.isnan(y).sum() == 2
+    assert np.nanmax(x) == 5.0 and len(x) == 8
+    x, _ = _break_gaps(np.arange(5), np.arange(5.0), np.arange(5.0))
+    assert not np.isnan(x).any()

@@ -25,10 +25,10 @@ import pytest
 
 from pipeline.export import read_revisions, read_trajectories
 from pipeline.runtime import stop_on_signals
-from pipeline.sources import StreamSource, live_ticks, redact_url
+from pipeline.sources import StreamOptions, StreamSource, live_ticks, redact_url
+from tests.conftest import REPO
 from tests.test_camera_down import NATIVE_LINE
 
-REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "samples" / "pdestre_session3" / "cam1.webm"
 SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -154,9 +154,9 @@ def test_signals_stop_cleanly_and_second_ctrl_c_aborts():
 
 def test_stream_source_survives_freeze_kill_and_restart(rtsp, caplog):
     caplog.set_level(logging.INFO)
-    source = StreamSource(camera_id="door", uri=rtsp.url(), open_timeout_s=3.0,
-                          read_timeout_s=2.0, stall_s=1.5, backoff_initial_s=0.2,
-                          backoff_max_s=1.0, queue_size=3)
+    source = StreamSource(camera_id="door", uri=rtsp.url(), options=StreamOptions(
+        open_timeout_s=3.0, read_timeout_s=2.0, stall_s=1.5, backoff_initial_s=0.2,
+        backoff_max_s=1.0, queue_size=3))
     try:
         assert source.size_wh == (640, 360) and source.fps == pytest.approx(10.0)
         first = source.read(timeout_s=10)

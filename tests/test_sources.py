@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,8 @@ from pipeline.sources import (
     synchronise,
 )
 from pipeline.types import Frame
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PDESTRE = DATA / "video" / "pdestre_session3"
 PETS = DATA / "video" / "pets09_s2l1" / "vtest.avi"
 MOT02 = DATA / "mot" / "MOT17-mini" / "train" / "MOT17-02-FRCNN" / "img1"
@@ -108,8 +107,8 @@ def test_stream_urls_open_a_stream_source_and_unsupported_schemes_fail_clearly()
 
 
 def test_yaml_stream_options_reach_the_stream_source(tmp_path):
+    from pipeline.assembly import stream_options_for
     from pipeline.config import load_config
-    from pipeline.runtime import stream_options_for
 
     path = tmp_path / "live.yaml"
     path.write_text(
@@ -138,11 +137,14 @@ def test_stream_options_are_refused_for_files_and_bad_values_name_the_camera():
                     stream_options={"queue_size": 2})
     with pytest.raises(ValueError, match=r"'gate' \(rtsp://cam:\*\*\*@.*rtsp_transport must be "
                                          r"one of tcp, udp"):
-        StreamSource(camera_id="gate", uri="rtsp://cam:pw@127.0.0.1:1/x", rtsp_transport="quic")
+        StreamSource(camera_id="gate", uri="rtsp://cam:pw@127.0.0.1:1/x",
+                     options={"rtsp_transport": "quic"})
     with pytest.raises(ValueError, match="queue_size must be an integer >= 1"):
-        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", queue_size=0)
+        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", options={"queue_size": 0})
     with pytest.raises(ValueError, match=r"stall_s must be a number > 0 \(seconds\), got '2'"):
-        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", stall_s="2")
+        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", options={"stall_s": "2"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'stal_s'.*allowed: backoff_initial_s"):
+        StreamSource(camera_id="gate", uri="rtsp://127.0.0.1:1/x", options={"stal_s": 2})
 
 
 def test_missing_file_names_camera_and_path(tmp_path):

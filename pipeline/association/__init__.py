@@ -1,22 +1,39 @@
-"""Cross-camera association of tracklets into global identities."""
+"""Cross-camera association of tracklets into global identities.
 
-from pipeline.association.offline import (
-    OfflineAssociator,
+Both modes implement :class:`Association` and receive one :class:`AssociationRules`;
+the distance between tracklets is injected (``distance``, ``terms``).
+"""
+
+from pipeline.association.base import Association
+from pipeline.association.ground import GroundCue, ground_distance
+from pipeline.association.offline import OfflineAssociator, average_linkage
+from pipeline.association.online import OnlineAssociator, OnlineOptions
+from pipeline.association.rules import (
+    AssociationRules,
+    DistanceTerm,
     appearance_distance,
-    average_linkage,
     cannot_link_matrix,
+    split_params,
 )
-from pipeline.association.online import OnlineAssociator, Revision
+from pipeline.types import Revision
 
-ASSOCIATORS: dict[str, type] = {"offline": OfflineAssociator, "online": OnlineAssociator}
+ASSOCIATORS: dict[str, type[Association]] = {"offline": OfflineAssociator,
+                                              "online": OnlineAssociator}
 """Association modes by name (config ``association: {mode: ...}``)."""
 
 __all__ = [
     "ASSOCIATORS",
+    "Association",
+    "AssociationRules",
+    "DistanceTerm",
+    "GroundCue",
     "OfflineAssociator",
     "OnlineAssociator",
+    "OnlineOptions",
     "Revision",
     "appearance_distance",
     "average_linkage",
     "cannot_link_matrix",
+    "ground_distance",
+    "split_params",
 ]

@@ -45,36 +45,71 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pipeline.association.offline import (
+from pipeline.association.base import Association
+from pipeline.association.offline import average_linkage
+from pipeline.association.rules import (
     AssociationRules,
+    Distance,
+    DistanceTerm,
     appearance_distance,
-    average_linkage,
-    cannot_link_matrix,
+    pair_distances,
+    split_params,
 )
 from pipeline.geometry import linear_assignment
-from pipeline.types import Tracklet
+from pipeline.types import Identities, Revision, TrackKey, Tracklet
 
-__all__ = ["OnlineAssociator", "Revision"]
+__all__ = ["OnlineAssociator", "OnlineOptions", "Revision"]
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, int]
+Key = TrackKey
 
 
 @dataclass(frozen=True)
-class Revision:
-    """A tracklet's global id set (``old_global_id`` = -1) or changed at ``time_s``."""
+class OnlineOptions:
+    """Settings of the online mode only (the merge rules are :class:`AssociationRules`).
 
-    time_s: float
-    camera: str
-    track_id: int
-    old_global_id: int
-    new_global_id: int
+    Attributes:
+        lag_s: Seconds after its first assignment during which a tracklet's global
+            id may still change; older assignments are frozen.
+        min_frames: Frames an open tracklet needs before it gets a global id (40:
+            4 s at 10 fps; fewer changed ids more often and scored lower against
+            ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
+        forget_after_s: Finished, frozen tracklets that ended this long ago are
+            dropped from matching (bounds memory and cost on endless runs).
+        switch_margin: Cosine distance by which tracklets holding one id count as
+            closer when re-clustering (hysteresis; 0 = none, see the module docstring).
+        switch_rounds: Consecutive ``update`` calls that must propose the same id
+            change before it is made (1 = at once). Keep it well below ``lag_s`` /
+            ``every_s``.
+        every_s: Seconds of run clock between two association rounds in a run.
+
+    Raises:
+        ValueError: A value out of range.
+    """
+
+    lag_s: float = 10.0
+    min_frames: int = 40
+    forget_after_s: float = 600.0
+    switch_margin: float = 0.05
+    switch_rounds: int = 2
+    every_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lag_s < 0 or self.min_frames < 1 or self.forget_after_s < self.lag_s:
+            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
+                             f"forget_after_s >= lag_s (got {self.lag_s}, {self.min_frames}, "
+                             f"{self.forget_after_s})")
+        if self.switch_margin < 0 or self.switch_rounds < 1 or self.every_s < 0:
+            raise ValueError("online association needs switch_margin >= 0, switch_rounds "
+                             f">= 1 and every_s >= 0 (got {self.switch_margin}, "
+                             f"{self.switch_rounds}, {self.every_s})")
 
 
 @dataclass
@@ -104,61 +139,66 @@ def _summary(t: Tracklet) -> Tracklet:
                     quality=t.quality)
 
 
-class OnlineAssociator(AssociationRules):
-    """Bounded-lag cross-camera association (see the module docstring)."""
+class OnlineAssociator(Association):
+    """Bounded-lag cross-camera association (see the module docstring).
 
-    def __init__(
-        self,
-        *,
-        threshold: float = 0.40,
-        min_quality: float = 0.0,
-        transit_windows: Mapping[str, Sequence[float]] | None = None,
-        same_camera_gap_s: float = 0.0,
-        lag_s: float = 10.0,
-        min_frames: int = 40,
-        forget_after_s: float = 600.0,
-        switch_margin: float = 0.05,
-        switch_rounds: int = 2,
-    ) -> None:
-        """
-        Args:
-            lag_s: Seconds after its first assignment during which a tracklet's global
-                id may still change; older assignments are frozen.
-            min_frames: Frames an open tracklet needs before it gets a global id (40:
-                4 s at 10 fps; fewer changed ids more often and scored lower against
-                ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
-            forget_after_s: Finished, frozen tracklets that ended this long ago are
-                dropped from matching (bounds memory and cost on endless runs).
-            switch_margin: Cosine distance by which tracklets holding one id count as
-                closer when re-clustering (hysteresis; 0 = none, see the module
-                docstring).
-            switch_rounds: Consecutive ``update`` calls that must propose the same id
-                change before it is made (1 = at once). The runner associates once a
-                second, so keep it well below ``lag_s``.
-            threshold, min_quality, transit_windows, same_camera_gap_s: as for
-                :class:`AssociationRules` (the same defaults as offline).
-        """
-        super().__init__(threshold=threshold, min_quality=min_quality,
-                         transit_windows=transit_windows, same_camera_gap_s=same_camera_gap_s)
-        if lag_s < 0 or min_frames < 1 or forget_after_s < lag_s:
-            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
-                             f"forget_after_s >= lag_s (got {lag_s}, {min_frames}, "
-                             f"{forget_after_s})")
-        if switch_margin < 0 or switch_rounds < 1:
-            raise ValueError("online association needs switch_margin >= 0 and "
-                             f"switch_rounds >= 1 (got {switch_margin}, {switch_rounds})")
-        self.lag_s = float(lag_s)
-        self.min_frames = int(min_frames)
-        self.forget_after_s = float(forget_after_s)
-        self.switch_margin = float(switch_margin)
-        self.switch_rounds = int(switch_rounds)
+    Args:
+        rules: When tracklets may merge (the same rules and defaults as offline).
+        options: The online mode's own settings.
+        distance: Pooled embeddings (N, D) -> (N, N) distances (cosine by default).
+        terms: Further cues applied in every round (see ``DistanceTerm``); they see
+            compact tracklet summaries (first and last frame only).
+    """
+
+    mode = "online"
+
+    def __init__(self, *, rules: AssociationRules | None = None,
+                 options: OnlineOptions | None = None,
+                 distance: Distance = appearance_distance,
+                 terms: Sequence[DistanceTerm] = ()) -> None:
+        self.rules = rules if rules is not None else AssociationRules()
+        self.options = options if options is not None else OnlineOptions()
+        self.distance = distance
+        self.terms = tuple(terms)
         self._entries: dict[Key, _Entry] = {}
         self._next_id = 1
         self._members: Counter[int] = Counter()  # keys ever holding each id (live count)
         self._cameras: dict[int, set[str]] = {}
+        # The last id of every tracklet ever assigned (one int per tracklet: what the
+        # final rewrite of the rows needs, also after the tracklet is forgotten).
+        self._final: dict[Key, int] = {}
+        self._tracklets = 0
         self.revisions = 0
         self.constraint_moves = 0  # changes made before confirmation (constraints)
         self._last_round = False
+        self._last_due_s = float("-inf")
+
+    @classmethod
+    def from_params(cls, **params: Any) -> OnlineAssociator:
+        """Build from flat config keys (rules and :class:`OnlineOptions` fields)."""
+        rules, own = split_params(params, OnlineOptions)
+        return cls(rules=rules, options=OnlineOptions(**own))
+
+    @property
+    def snapshot_frames(self) -> int:  # type: ignore[override]
+        """Open tracklets are wanted once they have ``min_frames`` frames."""
+        return self.options.min_frames
+
+    @property
+    def min_frames(self) -> int:
+        """Frames an open tracklet needs before it gets an id."""
+        return self.options.min_frames
+
+    def due(self, now_s: float) -> bool:
+        """Every ``options.every_s`` seconds of run clock (the first call is due)."""
+        if now_s - self._last_due_s < self.options.every_s:
+            return False
+        self._last_due_s = now_s
+        return True
+
+    def identities(self) -> Identities:
+        return Identities(global_of=dict(self._final), tracklets=self._tracklets,
+                          revisions=self.revisions)
 
     # ------------------------------------------------------------------ queries
     def global_id(self, camera: str, track_id: int) -> int:
@@ -203,6 +243,7 @@ class OnlineAssociator(AssociationRules):
         for t in finished:
             self._store(t, is_open=False)
             seen.add(t.key)
+            self._tracklets += 1
         for key, entry in self._entries.items():
             if entry.is_open and key not in seen:
                 entry.is_open = False
@@ -210,11 +251,13 @@ class OnlineAssociator(AssociationRules):
         self._forget(float(now_s))
         return revisions
 
-    def finish(self, *, now_s: float, finished: Iterable[Tracklet] = ()) -> list[Revision]:
+    def finish(self, *, now_s: float, finished: Iterable[Tracklet] = (),
+               short_tracks: Sequence[Key] = ()) -> list[Revision]:
         """Last update of a run: every remaining tracklet is closed and gets an id.
 
         There is no later round to confirm a change in, so this one makes the changes it
         proposes at once (``switch_rounds`` does not apply; the margin and the lag do).
+        ``short_tracks`` (too short to be tracklets) keep no id (their rows stay -1).
         """
         for entry in self._entries.values():
             entry.is_open = False
@@ -235,8 +278,7 @@ class OnlineAssociator(AssociationRules):
             entry.summary, entry.length, entry.is_open = _summary(t), len(t.frames), is_open
 
     def _matchable(self, entry: _Entry) -> bool:
-        t = entry.summary
-        return t.embedding.size > 0 and t.quality >= self.min_quality
+        return self.rules.usable(entry.summary)
 
     def _assign(self, now_s: float) -> list[Revision]:
         frozen: dict[int, list[Key]] = {}
@@ -244,16 +286,16 @@ class OnlineAssociator(AssociationRules):
         singles: list[Key] = []
         for key, e in self._entries.items():
             assigned = e.global_id > 0
-            if assigned and now_s - e.assigned_s > self.lag_s:
+            if assigned and now_s - e.assigned_s > self.options.lag_s:
                 e.pending, e.pending_rounds = None, 0
                 if self._matchable(e):
                     frozen.setdefault(e.global_id, []).append(key)
             elif not self._matchable(e):
                 # No usable appearance (yet): an id of its own once long enough; it
                 # joins others if it gains appearance while still revisable.
-                if not assigned and (not e.is_open or e.length >= self.min_frames):
+                if not assigned and (not e.is_open or e.length >= self.options.min_frames):
                     singles.append(key)
-            elif assigned or not e.is_open or e.length >= self.min_frames:
+            elif assigned or not e.is_open or e.length >= self.options.min_frames:
                 movable.append(key)
         labels: dict[Key, int] = {key: -1 - i for i, key in enumerate(sorted(singles))}
         waiting: dict[Key, int] = {}
@@ -287,6 +329,7 @@ class OnlineAssociator(AssociationRules):
             entry.pending, entry.pending_rounds = None, 0
             self._members[new] += 1
             self._cameras.setdefault(new, set()).add(key[0])
+            self._final[key] = new
             revisions.append(Revision(now_s, key[0], key[1], old, new))
         return revisions
 
@@ -302,14 +345,14 @@ class OnlineAssociator(AssociationRules):
         keys = [k for group in groups for k in group]
         owner = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
         tracklets = [self._constraint_view(self._entries[k], now_s) for k in keys]
-        dist = appearance_distance(np.stack([t.embedding for t in tracklets]))
-        forbid = cannot_link_matrix(tracklets, self.transit_windows, self.same_camera_gap_s)
+        dist, forbid = pair_distances(tracklets, np.stack([t.embedding for t in tracklets]),
+                                      self.rules, self.distance, self.terms)
         # Hysteresis: tracklets holding one id count as switch_margin closer, so the
         # clustering keeps an identity together unless the evidence beats it by that.
         held = np.array([self._entries[k].global_id for k in keys])
         together = (held[:, None] == held[None, :]) & (held[:, None] > 0)
         np.fill_diagonal(together, False)
-        biased = np.clip(dist - self.switch_margin * together, 0.0, None)
+        biased = np.clip(dist - self.options.switch_margin * together, 0.0, None)
         n = len(groups)
         # Group-level average distance and "any member pair forbidden".
         onehot = np.zeros((n, len(keys)))
@@ -320,7 +363,7 @@ class OnlineAssociator(AssociationRules):
         n_frozen = len(frozen)
         group_forbid[:n_frozen, :n_frozen] = True  # frozen identities never merge
         np.fill_diagonal(group_forbid, False)
-        clustered = average_linkage(group_dist, group_forbid, self.threshold, sizes)
+        clustered = average_linkage(group_dist, group_forbid, self.rules.threshold, sizes)
 
         frozen_ids = sorted(frozen)
         clusters: dict[int, list[int]] = {}
@@ -381,7 +424,7 @@ class OnlineAssociator(AssociationRules):
                 entry.pending_rounds += 1
             else:
                 entry.pending, entry.pending_rounds = target, 1
-            if entry.pending_rounds < self.switch_rounds and not self._last_round:
+            if entry.pending_rounds < self.options.switch_rounds and not self._last_round:
                 final[key] = old
                 held.add(key)
         if held:
@@ -427,8 +470,8 @@ class OnlineAssociator(AssociationRules):
 
     def _forget(self, now_s: float) -> None:
         stale = [k for k, e in self._entries.items()
-                 if not e.is_open and now_s - e.summary.end_s > self.forget_after_s
-                 and (e.global_id > 0 and now_s - e.assigned_s > self.lag_s)]
+                 if not e.is_open and now_s - e.summary.end_s > self.options.forget_after_s
+                 and (e.global_id > 0 and now_s - e.assigned_s > self.options.lag_s)]
         for key in stale:
             del self._entries[key]
         if stale:

@@ -16,6 +16,15 @@ from pipeline.export.revisions import (
     final_global_ids,
     read_revisions,
 )
+from pipeline.export.sinks import (
+    MotSink,
+    PlotSink,
+    RevisionSink,
+    Sink,
+    Sinks,
+    TrajectorySink,
+    VideoSink,
+)
 from pipeline.export.video import FOURCCS, AnnotatedVideoWriter, draw_tracks, render_videos
 
 __all__ = [
@@ -24,6 +33,13 @@ __all__ = [
     "REVISION_COLUMNS",
     "RevisionCsvWriter",
     "AnnotatedVideoWriter",
+    "MotSink",
+    "PlotSink",
+    "RevisionSink",
+    "Sink",
+    "Sinks",
+    "TrajectorySink",
+    "VideoSink",
     "MotFrame",
     "MotWriter",
     "Trajectories",

@@ -27,6 +27,19 @@ def _identity(table: Trajectories) -> np.ndarray:
     return np.where(table.global_id > 0, table.global_id, -table.track_id)
 
 
+def _break_gaps(frames: np.ndarray, x: np.ndarray, y: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Points in frame order with a NaN between frames that are not consecutive.
+
+    matplotlib breaks a line at NaN, so a person who leaves a view (or whose track is
+    lost) and comes back is drawn as separate pieces, not joined by a straight line
+    across the time they were absent.
+    """
+    gaps = np.flatnonzero(np.diff(frames) > 1) + 1
+    return (np.insert(x.astype(np.float64), gaps, np.nan),
+            np.insert(y.astype(np.float64), gaps, np.nan))
+
+
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
@@ -59,7 +72,8 @@ def plot_camera_tracks(
             sel = on_camera & (identity == ident)
             order = np.argsort(table.frame[sel], kind="stable")
             colour = color_rgb01(int(ident))
-            axes.plot(foot_x[sel][order], foot_y[sel][order], "-", color=colour, lw=1.2)
+            x, y = _break_gaps(table.frame[sel][order], foot_x[sel][order], foot_y[sel][order])
+            axes.plot(x, y, "-", color=colour, lw=1.2)
             axes.plot(foot_x[sel][order][-1:], foot_y[sel][order][-1:], "o", color=colour, ms=3)
             if ident > 0:
                 axes.annotate(f"g{ident}", (foot_x[sel][order][-1], foot_y[sel][order][-1]),

@@ -7,8 +7,9 @@ from pipeline.sources.images import IMAGE_SUFFIXES, ImageFolderSource
 from pipeline.sources.live import live_ticks
 from pipeline.sources.stream import (
     RTSP_TRANSPORTS,
+    StreamOptions,
     StreamSource,
-    check_stream_options,
+    first_frame_wait_s,
     is_stream_uri,
     redact_url,
 )
@@ -24,8 +25,9 @@ __all__ = [
     "SOURCES",
     "StreamSource",
     "VideoFileSource",
-    "check_stream_options",
+    "StreamOptions",
     "early_endings",
+    "first_frame_wait_s",
     "is_stream_uri",
     "live_ticks",
     "open_source",

@@ -52,7 +52,10 @@ def open_source(
             credentials redacted.
     """
     if is_stream_uri(uri):
-        return StreamSource(camera_id=camera_id, uri=uri, fps=fps, **dict(stream_options or {}))
+        options = dict(stream_options or {})
+        epoch_s = options.pop("epoch_s", None)
+        return StreamSource(camera_id=camera_id, uri=uri, fps=fps, epoch_s=epoch_s,
+                            options=options)
     if stream_options:
         raise ValueError(
             f"Camera {camera_id!r}: stream options ({', '.join(sorted(stream_options))}) "

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,8 +46,8 @@ from pipeline.sources.base import FrameSource, check_fps
 from pipeline.sources.native_logs import quiet_native_logs
 from pipeline.types import Frame
 
-__all__ = ["DEFAULT_OPEN_TIMEOUT_S", "RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamSource",
-           "check_stream_options", "first_frame_wait_s", "is_stream_uri", "redact_url"]
+__all__ = ["DEFAULT_OPEN_TIMEOUT_S", "RTSP_TRANSPORTS", "STREAM_SCHEMES", "StreamOptions",
+           "StreamSource", "first_frame_wait_s", "is_stream_uri", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,54 +102,92 @@ def is_stream_uri(uri: object) -> bool:
     return "://" in text and text.split("://", 1)[0].lower() in STREAM_SCHEMES
 
 
-def check_stream_options(camera_id: str, options: Mapping[str, Any],
-                         display_uri: str = "") -> None:
-    """Check the values of ``StreamSource`` tuning options (names are not checked here).
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a live source reads its camera; validated on creation (defined once here).
 
-    Args:
-        camera_id: Camera named in the message.
-        options: Any of ``open_timeout_s``, ``read_timeout_s``, ``stall_s``,
-            ``queue_size``, ``backoff_initial_s``, ``backoff_max_s``, ``rtsp_transport``,
-            ``wait_first_s``.
-        display_uri: The camera's URL, already redacted, for the message.
+    Attributes:
+        open_timeout_s: Longest wait for a connection to open.
+        read_timeout_s: Longest wait for one frame before the read counts as failed.
+        stall_s: A read blocking at least this long (and three frame periods) after the
+            first frame of a connection is a stall: reconnect.
+        queue_size: Frames buffered between the reader and the pipeline (>= 1).
+        backoff_initial_s: First reconnect delay; doubles per failed attempt.
+        backoff_max_s: Longest reconnect delay.
+        rtsp_transport: RTSP lower transport, one of ``RTSP_TRANSPORTS`` (FFmpeg's
+            option; ``tcp`` survives lossy links); None leaves
+            ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` as the environment sets it.
+        wait_first_s: How long opening waits for the first frame (so that ``size_wh``
+            and ``fps`` are known), from the run start; None = ``open_timeout_s`` + 1.
 
     Raises:
-        ValueError: A value of the wrong type or out of range; the message names the
-            camera, the option and what it must be.
+        ValueError: A value of the wrong type or out of range (names the option).
     """
-    where = f"Camera {camera_id!r}" + (f" ({display_uri})" if display_uri else "")
-    positive = ("open_timeout_s", "read_timeout_s", "stall_s", "backoff_initial_s",
-                "backoff_max_s")
-    for name, value in options.items():
-        if name in positive or name == "wait_first_s":
+
+    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S
+    read_timeout_s: float = 5.0
+    stall_s: float = 2.0
+    queue_size: int = 4
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    rtsp_transport: str | None = "tcp"
+    wait_first_s: float | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("open_timeout_s", "read_timeout_s", "stall_s", "backoff_initial_s",
+                    "backoff_max_s")
+        for name in (*positive, "wait_first_s"):
+            value = getattr(self, name)
             if name == "wait_first_s" and value is None:
                 continue
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 value > 0 if name in positive else value >= 0)
             if not ok:
-                raise ValueError(f"{where}: stream option {name} must be a number "
+                raise ValueError(f"stream option {name} must be a number "
                                  f"{'> 0' if name in positive else '>= 0'} (seconds), "
                                  f"got {value!r}")
-        elif name == "queue_size":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{where}: stream option queue_size must be an integer "
-                                 f">= 1 (frames), got {value!r}")
-        elif name == "rtsp_transport":
-            if value is not None and value not in RTSP_TRANSPORTS:
-                raise ValueError(f"{where}: stream option rtsp_transport must be one of "
-                                 f"{', '.join(RTSP_TRANSPORTS)} or null, got {value!r}")
+        if not isinstance(self.queue_size, int) or isinstance(self.queue_size, bool) or \
+                self.queue_size < 1:
+            raise ValueError("stream option queue_size must be an integer >= 1 (frames), "
+                             f"got {self.queue_size!r}")
+        if self.rtsp_transport is not None and self.rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(f"stream option rtsp_transport must be one of "
+                             f"{', '.join(RTSP_TRANSPORTS)} or null, got {self.rtsp_transport!r}")
+
+    @property
+    def first_frame_wait_s(self) -> float:
+        """Seconds a source waits for its first frame: ``wait_first_s``, else
+        ``open_timeout_s`` + 1."""
+        if self.wait_first_s is None:
+            return float(self.open_timeout_s) + 1.0
+        return float(self.wait_first_s)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], where: str) -> StreamOptions:
+        """Options from a mapping (a config's ``stream``); errors start with ``where``.
+
+        Raises:
+            ValueError: An unknown name (the message lists the allowed ones) or a bad value.
+        """
+        allowed = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; "
+                             f"allowed: {', '.join(allowed)}")
+        try:
+            return cls(**options)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
 
 def first_frame_wait_s(options: Mapping[str, Any]) -> float:
-    """Seconds a ``StreamSource`` built with ``options`` waits for its first frame.
+    """Seconds a ``StreamSource`` opened with ``options`` waits for its first frame.
 
-    ``wait_first_s`` when given, else ``open_timeout_s`` + 1 (both keyword arguments of
-    ``StreamSource``, with its defaults).
+    ``options``: fields of :class:`StreamOptions` (other keys, such as ``epoch_s``, are
+    ignored); see :attr:`StreamOptions.first_frame_wait_s`.
     """
-    wait = options.get("wait_first_s")
-    if wait is None:
-        wait = float(options.get("open_timeout_s", DEFAULT_OPEN_TIMEOUT_S)) + 1.0
-    return float(wait)
+    known = {f.name for f in fields(StreamOptions)}
+    return StreamOptions(**{k: v for k, v in options.items() if k in known}).first_frame_wait_s
 
 
 def _capture_target(uri: str | int) -> str | int:
@@ -171,14 +210,7 @@ class StreamSource(FrameSource):
         uri: str | int,
         fps: float | None = None,
         epoch_s: float | None = None,
-        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
-        read_timeout_s: float = 5.0,
-        stall_s: float = 2.0,
-        queue_size: int = 4,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        rtsp_transport: str | None = "tcp",
-        wait_first_s: float | None = None,
+        options: StreamOptions | Mapping[str, Any] | None = None,
     ) -> None:
         """Start reading the camera.
 
@@ -190,47 +222,36 @@ class StreamSource(FrameSource):
                 once connected (10 until then).
             epoch_s: ``time.monotonic()`` value that is timestamp 0 (the run start);
                 None = now.
-            open_timeout_s: Longest wait for a connection to open.
-            read_timeout_s: Longest wait for one frame before the read counts as failed.
-            stall_s: A read blocking at least this long (and three frame periods) after
-                the first frame of a connection is a stall: reconnect.
-            queue_size: Frames buffered between the reader and the pipeline (>= 1).
-            backoff_initial_s: First reconnect delay; doubles per failed attempt.
-            backoff_max_s: Longest reconnect delay.
-            rtsp_transport: RTSP lower transport, one of ``RTSP_TRANSPORTS`` (FFmpeg's
-                option; ``tcp`` survives lossy links); None leaves
-                ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` as the environment sets it.
-            wait_first_s: How long the constructor waits for the first frame (so that
-                ``size_wh`` and ``fps`` are known), counted from ``epoch_s`` when given
-                (cameras of one run opened in turn share one start-up wait, not one
-                each), else from now; None = ``open_timeout_s`` + 1. The source never
-                fails because a camera is down: it keeps reconnecting.
+            options: Timeouts, buffering and reconnection (:class:`StreamOptions`, or a
+                mapping of its fields); None = the defaults. The wait for the first frame
+                (``wait_first_s``) counts from ``epoch_s`` when given (cameras of one run
+                opened in turn share one start-up wait, not one each), else from now. The
+                source never fails because a camera is down: it keeps reconnecting.
 
         Raises:
-            ValueError: A bad argument (see :func:`check_stream_options`; the message
-                shows the URL redacted).
+            ValueError: A bad option (the message names the camera and shows the URL
+                redacted).
         """
         quiet_native_logs()
         self.camera_id = camera_id
         self.uri = uri
         self.display_uri = redact_url(uri)
-        check_stream_options(camera_id, {
-            "open_timeout_s": open_timeout_s, "read_timeout_s": read_timeout_s,
-            "stall_s": stall_s, "queue_size": queue_size,
-            "backoff_initial_s": backoff_initial_s, "backoff_max_s": backoff_max_s,
-            "rtsp_transport": rtsp_transport, "wait_first_s": wait_first_s},
-            self.display_uri)
+        if not isinstance(options, StreamOptions):
+            options = StreamOptions.parse(
+                options or {}, f"Camera {camera_id!r} ({self.display_uri}) stream options")
+        self.options = options
         self._fixed_fps = None if fps is None else check_fps(fps, camera_id, self.display_uri)
         self.fps = self._fixed_fps or _DEFAULT_FPS
         self.frame_count = None
         self.size_wh = (0, 0)
         self.epoch_s = time.monotonic() if epoch_s is None else float(epoch_s)
-        self.open_timeout_s = float(open_timeout_s)
-        self.read_timeout_s = float(read_timeout_s)
-        self.stall_s = float(stall_s)
-        self.backoff_initial_s = float(backoff_initial_s)
-        self.backoff_max_s = max(float(backoff_max_s), self.backoff_initial_s)
-        self.rtsp_transport = rtsp_transport
+        self.open_timeout_s = float(options.open_timeout_s)
+        self.read_timeout_s = float(options.read_timeout_s)
+        self.stall_s = float(options.stall_s)
+        self.backoff_initial_s = float(options.backoff_initial_s)
+        self.backoff_max_s = max(float(options.backoff_max_s), self.backoff_initial_s)
+        self.rtsp_transport = options.rtsp_transport
+        queue_size = options.queue_size
         self._queue: collections.deque[Frame] = collections.deque()
         self._queue_size = int(queue_size)
         self._cond = threading.Condition()
@@ -248,8 +269,7 @@ class StreamSource(FrameSource):
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{camera_id}", daemon=True)
         self._thread.start()
-        wait = first_frame_wait_s({"open_timeout_s": open_timeout_s,
-                                   "wait_first_s": wait_first_s})
+        wait = options.first_frame_wait_s
         start = self._created if epoch_s is None else min(self.epoch_s, self._created)
         with self._cond:
             self._cond.wait_for(lambda: self._connected_once or self._stop.is_set(),

@@ -1,0 +1,305 @@
+"""Building a run from its configuration (the composition root's construction half).
+
+Everything here turns config sections into components, checking names and keys before
+any model loads so a typo fails at once: the association (``ASSOCIATORS`` by mode),
+the detector, the embedding policy and crop embedder, one tracker and tracklet builder
+per camera, the camera sources, and the output sinks. ``pipeline.runner`` then runs
+the loop over what :func:`build_run` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.association import ASSOCIATORS, Association
+from pipeline.config import ConfigError, RunConfig, check_params
+from pipeline.executor import InProcessCameras
+from pipeline.export import (
+    MotSink,
+    PlotSink,
+    RevisionSink,
+    Sink,
+    Sinks,
+    TrajectorySink,
+    VideoSink,
+)
+from pipeline.runtime import (
+    Housekeeping,
+    StageTimer,
+    live_cameras,
+    stop_on_signals,
+)
+
+__all__ = ["RunParts", "build_association", "build_component", "build_run", "build_sinks",
+           "check_cameras", "stream_options_for"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_component(family: dict[str, Any], name: str, params: dict[str, Any], section: str,
+                    where: str) -> Any:
+    """``family[name](**params)``, with errors that name the section and the file."""
+    try:
+        cls = family[name]
+    except KeyError:
+        raise ValueError(f"{where}: unknown {section} {name!r}; choose one of: "
+                         f"{', '.join(sorted(family))}") from None
+    check_params(cls, params, section, where)
+    return cls(**params)
+
+
+# Names a camera's ``stream`` mapping may not set: camera keys, or set by the runner.
+_STREAM_RESERVED = ("camera_id", "uri", "fps", "epoch_s")
+
+
+def check_cameras(config: RunConfig) -> None:
+    """Check every camera's ``stream`` options against ``StreamOptions``.
+
+    Raises:
+        ConfigError: Options for a file or folder, a reserved or unknown name, or a bad
+            value; the message starts with the config file and names the camera.
+    """
+    from pipeline.sources import StreamOptions, is_stream_uri
+
+    where = config.source_file
+    for index, camera in enumerate(config.cameras):
+        if not camera.stream:
+            continue
+        label = f"cameras[{index}].stream (camera {camera.id!r})"
+        if not is_stream_uri(camera.source):
+            raise ConfigError(
+                f"{where}: {label}: stream options apply only to live sources (rtsp://, "
+                f"rtsps://, http(s)://, webcam://N); {camera.source} is a file or folder, so "
+                "remove 'stream' from this camera")
+        reserved = sorted(set(camera.stream) & set(_STREAM_RESERVED))
+        if reserved:
+            raise ConfigError(
+                f"{where}: {label}: {', '.join(map(repr, reserved))} cannot be set here "
+                "(fps is a camera key; the others are set by the runner)")
+        try:
+            StreamOptions.parse(camera.stream, label)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+
+
+def build_association(config: RunConfig, live: bool) -> Association:
+    """The associator of the config's ``association`` section (``mode`` picks it).
+
+    Without ``mode``, live cameras associate online and recordings offline.
+    """
+    params = dict(config.association.params)
+    mode = str(params.pop("mode", "online" if live else "offline"))
+    if mode not in ASSOCIATORS:
+        raise ValueError(f"{config.source_file}: unknown association mode {mode!r}; choose "
+                         f"one of: {', '.join(sorted(ASSOCIATORS))}")
+    try:
+        return ASSOCIATORS[mode].from_params(**params)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{config.source_file}: {error}") from None
+
+
+def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
+                save_video: bool, flush_s: float, max_frames: int | None) -> list[Sink]:
+    """The outputs of a run, in the order they are closed.
+
+    Rows stream with the id known when written; runs whose association gives ids
+    during the run (online) stream ``trajectories.csv`` and log ``revisions.csv``, the
+    others stream ``tracks_local.csv``; both finish with every row's final id.
+    """
+    live_ids = association.snapshot_frames is not None
+    streamed, final = (("trajectories.csv", "trajectories_final.csv") if live_ids
+                       else ("tracks_local.csv", "trajectories.csv"))
+    rows = TrajectorySink(out_dir, streamed=streamed, final=final, flush_s=flush_s)
+    sinks: list[Sink] = [rows]
+    if live_ids:
+        sinks.append(RevisionSink(out_dir / "revisions.csv", flush_s=flush_s))
+    if config.output.mot:
+        sinks.append(MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
+    if config.output.plots:
+        sinks.append(PlotSink(rows.final_path, out_dir))
+    if save_video:
+        from pipeline.export import render_videos
+
+        def render(csv: Path) -> list[Path]:
+            return render_videos(config=config, trajectories=csv, out_dir=out_dir / "video",
+                                 max_frames=max_frames)
+        sinks.append(VideoSink(render, rows.final_path, out_dir))
+    return sinks
+
+
+def stream_options_for(camera: Any, epoch_s: float,
+                       overrides: Mapping[str, Any] | None = None,
+                       duration_s: float | None = None) -> dict[str, Any]:
+    """``StreamSource`` keyword arguments of one live camera.
+
+    The camera's ``stream`` mapping from the config, then the run's ``overrides``
+    (``RunOptions.stream_options``, for every camera), and the run's clock origin
+    ``epoch_s`` (shared by all cameras, so their timestamps align). With a run
+    ``duration_s``, the start-up wait for a first frame (``wait_first_s``, counted from
+    ``epoch_s``) ends with the run at the latest.
+    """
+    options = {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
+               **dict(overrides or {})}
+    if duration_s is not None:
+        from pipeline.sources import first_frame_wait_s
+
+        options["wait_first_s"] = min(first_frame_wait_s(options), float(duration_s))
+    return options
+
+
+def _set_threads(threads: int | None) -> int:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    return torch.get_num_threads()
+
+
+@dataclass
+class RunParts:
+    """What a run is made of (built by :func:`build_run`)."""
+
+    live: bool
+    association: Association
+    cameras: InProcessCameras
+    sources: list[Any]
+    camera_set: Any
+    ticks: Any
+    sinks: Sinks
+    house: Housekeeping
+    timer: StageTimer
+    device: str
+    threads: int
+    stop: threading.Event
+    interrupted: list[str]
+    wall_start: float = field(default_factory=time.perf_counter)
+
+
+def _camera_detector(config: RunConfig, device: str) -> Any:
+    """The configured detector wrapped with each camera's detection options.
+
+    Input size, tiles and ROI per camera (``pipeline.detection.views``; cameras without a
+    ``detection`` mapping get the defaults). Cameras whose plan is the detector's own
+    input on the whole frame share one call to the configured detector, as before.
+    """
+    from pipeline.detection import DETECTORS
+    from pipeline.detection.multiview import CameraDetector
+
+    where = config.source_file
+    params = {"device": device, **config.detector.params}
+    base = build_component(DETECTORS, config.detector.name, params, "detector", where)
+    return CameraDetector(
+        base=base, views=camera_views(config), where=where,
+        make_detector=lambda imgsz: build_component(
+            DETECTORS, config.detector.name, {**params, "imgsz": imgsz}, "detector", where))
+
+
+def camera_views(config: RunConfig) -> dict[str, Any]:
+    """Each camera's ``ViewOptions`` from its ``detection`` mapping (defaults without one).
+
+    Raises:
+        ConfigError: An unknown key or a bad value; names the file and the camera.
+    """
+    from pipeline.detection.views import ViewOptions
+
+    names = {f.name for f in fields(ViewOptions)}
+    views = {}
+    for index, camera in enumerate(config.cameras):
+        data = dict(camera.detection or {})
+        label = f"cameras[{index}].detection (camera {camera.id!r})"
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{config.source_file}: unknown key(s) "
+                              f"{', '.join(map(repr, unknown))} in {label}; allowed: "
+                              f"{', '.join(sorted(names))}")
+        try:
+            views[camera.id] = ViewOptions(**data)
+        except ValueError as error:
+            raise ConfigError(f"{config.source_file}: {label}: {error}") from None
+    return views
+
+
+def _embedding(config: RunConfig, device: str, threads: int) -> Any:
+    """The embedding policy with its crop embedder; None when re-id is disabled."""
+    if not config.reid.enabled:
+        return None
+    from pipeline.reid.embedder import CropEmbedder
+    from pipeline.reid.policy import EmbeddingPolicy, PolicyEmbedder
+
+    try:
+        policy = EmbeddingPolicy(min_score=config.reid.min_score,
+                                 min_height_px=config.reid.min_height_px,
+                                 refresh_frames=config.reid.refresh_frames)
+    except ValueError as error:
+        raise ValueError(f"{config.source_file}: {error}") from None
+    embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
+                            device=device, batch_size=config.reid.batch_size,
+                            threads=threads, precision=config.reid.precision,
+                            backend=config.reid.backend)
+    return PolicyEmbedder(embedder=embedder, camera_ids=[c.id for c in config.cameras],
+                          policy=policy)
+
+
+def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) -> RunParts:
+    """Build every component of a run; sources and sinks are closed by ``stack``.
+
+    Args:
+        config: The run configuration.
+        out_dir: Existing output folder.
+        options: The run's ``RunOptions`` (command-line overrides).
+        stack: Owns the sources, the signal handlers and the sinks' failure path.
+    """
+    from pipeline.sources import CameraSet, is_stream_uri, open_source
+    from pipeline.tracking import TRACKERS, TrackletBuilder
+
+    where = config.source_file
+    live = live_cameras(config, is_stream_uri)
+    check_cameras(config)  # before any model loads, so a typo fails at once
+    camera_views(config)
+    association = build_association(config, live)
+    device = options.device or config.device
+    threads = _set_threads(options.threads if options.threads is not None else config.threads)
+    save_video = config.output.save_video if options.save_video is None else options.save_video
+    if live and save_video:
+        logger.warning("annotated video is not rendered for live cameras (it re-reads the "
+                       "sources); use the trajectories instead")
+        save_video = False
+    embedding = _embedding(config, device, threads)
+    detector = _camera_detector(config, device)
+    _set_threads(threads)  # importing ultralytics resets torch's thread count
+    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
+    timer = StageTimer()
+    stop = threading.Event()
+    interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
+    epoch = time.monotonic()
+    sources = [stack.enter_context(open_source(
+        camera_id=c.id, uri=c.source, fps=c.fps,
+        stream_options=stream_options_for(c, epoch, options.stream_options, options.duration_s)
+        if live else None))
+        for c in config.cameras]
+    camera_ids = [c.id for c in config.cameras]
+    cameras = InProcessCameras(
+        detector=detector, embedding=embedding, timer=timer,
+        trackers={cid: build_component(TRACKERS, config.tracker.name,
+                                       dict(config.tracker.params), "tracker", where)
+                  for cid in camera_ids},
+        builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
+        outage_reset_s=options.outage_reset_s if live else None)
+    sinks = Sinks(build_sinks(config, out_dir, association=association, save_video=save_video,
+                              flush_s=options.flush_s, max_frames=options.max_frames))
+    stack.push(lambda kind, *_: sinks.abort() if kind is not None else None)
+    camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
+                           duration_s=options.duration_s, stop=stop, yield_empty=True)
+    ticks = iter(camera_set)
+    house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
+                         camera_set=camera_set, sinks=sinks)
+    return RunParts(live=live, association=association, cameras=cameras, sources=sources,
+                    camera_set=camera_set, ticks=ticks, sinks=sinks, house=house, timer=timer,
+                    device=device, threads=threads, stop=stop, interrupted=interrupted)

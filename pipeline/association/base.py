@@ -1,0 +1,59 @@
+"""The interface both association modes implement, so the frame loop needs no mode.
+
+The runner hands an associator the tick's tracklet events (snapshots of open tracklets
+and the tracklets that finished) when :meth:`Association.due` says so, reads the global
+id known now for each row it writes, and at the end calls :meth:`Association.finish`.
+Decisions come back as :class:`~pipeline.types.Revision` lists (id set or changed) and,
+at the end, as :class:`~pipeline.types.Identities`; the runner passes both to the sinks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+
+from pipeline.types import Identities, Revision, TrackKey, Tracklet
+
+__all__ = ["Association"]
+
+
+class Association(ABC):
+    """Cross-camera association of tracklets into global identities (one run).
+
+    Attributes:
+        mode: The mode's name (``ASSOCIATORS`` key, reported in the run summary).
+        snapshot_frames: Open tracklets the associator wants in ``update``: those with
+            at least this many frames; None = none (it only needs finished ones, and
+            gives no ids before :meth:`finish`).
+    """
+
+    mode: str = ""
+    snapshot_frames: int | None = None
+
+    def due(self, now_s: float) -> bool:
+        """Whether the runner should call :meth:`update` at ``now_s`` (run clock, s)."""
+        return False
+
+    @abstractmethod
+    def update(self, *, now_s: float, open_tracklets: Iterable[Tracklet] = (),
+               finished: Iterable[Tracklet] = ()) -> list[Revision]:
+        """Take the tick's tracklet events; returns the id decisions made now."""
+
+    @abstractmethod
+    def finish(self, *, now_s: float, finished: Iterable[Tracklet] = (),
+               short_tracks: Sequence[TrackKey] = ()) -> list[Revision]:
+        """Last update of a run: every tracklet is closed; returns the last decisions.
+
+        Args:
+            now_s: End of the run, seconds.
+            finished: Tracklets that ended since the last update.
+            short_tracks: Tracks too short to be tracklets (no appearance summary).
+        """
+
+    @abstractmethod
+    def identities(self) -> Identities:
+        """The final identities (after :meth:`finish`)."""
+
+    def global_id(self, camera: str, track_id: int) -> int:
+        """Global id of a track known now; -1 when none yet."""
+        return -1

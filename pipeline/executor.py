@@ -1,0 +1,119 @@
+"""Where the cameras' per-frame work runs: in this process (the executor seam).
+
+:class:`InProcessCameras` does, for one tick of frames (one per camera): detection of
+all cameras in one call, embedding of the chosen crops of all cameras in shared
+batches, then per camera the tracker and the tracklet builder. It hands back each
+frame's tracks and, when asked, the tracklet events association needs. A Ray actor
+per camera would be another class with the same three methods; the runner, the
+association and the sinks would not change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.reid.policy import PolicyEmbedder
+from pipeline.runtime import StageTimer
+from pipeline.types import Detections, Frame, TrackKey, Tracklet, Tracks
+
+__all__ = ["InProcessCameras"]
+
+logger = logging.getLogger(__name__)
+
+
+class InProcessCameras:
+    """Detect, embed, track and build tracklets for every camera, in this process.
+
+    Args:
+        detector: Batched person detector (``detect(images) -> list[Detections]``).
+        embedding: Chooses and embeds crops; None runs motion only.
+        trackers: Per camera, a tracker (``update(Detections) -> Tracks``).
+        builders: Per camera, a ``TrackletBuilder``.
+        timer: Accumulates the time of each stage.
+        outage_reset_s: A camera silent this long has its tracks ended when it comes
+            back (live cameras); None never does.
+    """
+
+    def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
+                 trackers: Mapping[str, Any], builders: Mapping[str, Any], timer: StageTimer,
+                 outage_reset_s: float | None = None) -> None:
+        self.detector = detector
+        self.embedding = embedding
+        self.trackers = dict(trackers)
+        self.builders = dict(builders)
+        self.timer = timer
+        self.outage_reset_s = outage_reset_s
+        self._last_seen: dict[str, float] = {}
+        self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
+
+    def process(self, tick: list[Frame]) -> list[tuple[Frame, Tracks]]:
+        """Detect, embed and track one tick; returns each frame with its tracks."""
+        if not tick:
+            return []
+        if self.outage_reset_s is not None:
+            self._restart_after_gaps(tick)
+        images = [f.image_bgr for f in tick]
+        with self.timer("detect"):
+            detections = self.detector.detect(images,
+                                              camera_ids=[f.camera_id for f in tick])
+        if self.embedding is not None:
+            with self.timer("embed"):
+                detections = self.embedding([f.camera_id for f in tick], images, detections)
+        results = []
+        for frame, dets in zip(tick, detections, strict=True):
+            cid = frame.camera_id
+            with self.timer("track"):
+                tracks = self.trackers[cid].update(dets)
+                if self.embedding is not None:
+                    self.embedding.observe(cid, tracks)
+                self.builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
+                                          frame.size_wh)
+            results.append((frame, tracks))
+        return results
+
+    def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:
+        """Tracklet events since the last call: ``(open snapshots, finished)``.
+
+        Args:
+            snapshot_frames: Snapshot open tracklets with at least this many frames;
+                None = no snapshots.
+        """
+        finished = self._ended + [t for b in self.builders.values() for t in b.finished()]
+        self._ended = []
+        snapshots = [] if snapshot_frames is None else [
+            t for b in self.builders.values() for t in b.snapshots(min_frames=snapshot_frames)]
+        return snapshots, finished
+
+    def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:
+        """End of the run: ``(every tracklet not handed on yet, short tracks)``.
+
+        Short tracks are those below the builders' ``min_length``, in camera order.
+        """
+        finished = self._ended + [t for b in self.builders.values() for t in b.finish()]
+        self._ended = []
+        short = [(cid, tid) for cid, b in self.builders.items() for tid in b.short_track_ids]
+        return finished, short
+
+    def _restart_after_gaps(self, tick: list[Frame]) -> None:
+        """End the tracks of cameras that come back after an outage.
+
+        The tracker's lost-track buffer counts frames, not seconds: after a long outage it
+        would happily continue an old track with whoever stands there now. Feeding it
+        empty frames expires its tracks without resetting its id counter (ids stay
+        unique); the embedding schedule of the camera starts afresh too.
+        """
+        for frame in tick:
+            cid = frame.camera_id
+            previous = self._last_seen.get(cid)
+            self._last_seen[cid] = frame.timestamp_s
+            if previous is None or frame.timestamp_s - previous < self.outage_reset_s:
+                continue
+            logger.info("camera %s: %.1f s without frames; ending its open tracks",
+                        cid, frame.timestamp_s - previous)
+            for _ in range(int(getattr(self.trackers[cid], "max_lost_frames", 30)) + 2):
+                self.trackers[cid].update(Detections.empty())
+            self._ended += self.builders[cid].finish()
+            if self.embedding is not None:
+                self.embedding.reset(cid)

@@ -1,0 +1,114 @@
+"""Which detections get an appearance embedding, and filling their rows.
+
+:class:`EmbeddingPolicy` holds the settings (score and height floors, the schedule's
+refresh period), validated once; :class:`PolicyEmbedder` applies them to every
+camera of a tick with one :class:`~pipeline.reid.schedule.EmbeddingScheduler` per
+camera, embeds the chosen crops of all cameras in shared batches and leaves zero rows
+for the rest, which the tracker and tracklet builder read as "no appearance".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.reid.schedule import EmbeddingScheduler
+from pipeline.types import Detections, Tracks
+
+__all__ = ["EmbeddingPolicy", "PolicyEmbedder"]
+
+
+@dataclass(frozen=True)
+class EmbeddingPolicy:
+    """Which detections are worth embedding.
+
+    Attributes:
+        min_score: Detections below this score are not embedded (they still track by IoU).
+        min_height_px: Boxes shorter than this (pixels) are not embedded (too little detail).
+        refresh_frames: A detection that clearly continues a track, with no other person
+            near, is re-embedded only when the track's last embedding is this many
+            frames old; births and ambiguous detections always are (1 = every frame).
+
+    Raises:
+        ValueError: A value out of range.
+    """
+
+    min_score: float = 0.4
+    min_height_px: float = 32.0
+    refresh_frames: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"reid.min_score must be in [0, 1], got {self.min_score}")
+        if self.min_height_px < 0:
+            raise ValueError(f"reid.min_height_px must be >= 0, got {self.min_height_px}")
+        if int(self.refresh_frames) < 1:
+            raise ValueError(f"reid.refresh_frames must be >= 1, got {self.refresh_frames}")
+
+    def eligible(self, detections: Detections) -> np.ndarray:
+        """(N,) bool: detections good enough to embed at all (score and height)."""
+        height = detections.xyxy[:, 3] - detections.xyxy[:, 1]
+        return (detections.score >= self.min_score) & (height >= self.min_height_px)
+
+
+class CropEmbedding(Protocol):
+    """What :class:`PolicyEmbedder` needs of an embedder (``CropEmbedder`` has it)."""
+
+    embedding_dim: int
+
+    def embed(self, images_bgr: Sequence[np.ndarray],
+              boxes_xyxy: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class PolicyEmbedder:
+    """Embeds the detections an :class:`EmbeddingPolicy` chooses, per camera.
+
+    Args:
+        embedder: The crop embedder (all cameras' crops go through it in shared batches).
+        camera_ids: Cameras of the run (one schedule each).
+        policy: The settings.
+    """
+
+    def __init__(self, *, embedder: CropEmbedding, camera_ids: Sequence[str],
+                 policy: EmbeddingPolicy) -> None:
+        self.embedder = embedder
+        self.policy = policy
+        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=policy.refresh_frames)
+                           for cid in camera_ids}
+        self.eligible = 0  # detections good enough to embed
+        self.embedded = 0  # of those, embedded (the schedule skipped the rest)
+
+    def __call__(self, camera_ids: Sequence[str], images: Sequence[np.ndarray],
+                 dets: list[Detections]) -> list[Detections]:
+        """The detections of one tick with embeddings: chosen rows filled, others zero."""
+        keep = []
+        for cid, d in zip(camera_ids, dets, strict=True):
+            eligible = self.policy.eligible(d)
+            keep.append(self.schedulers[cid].select(d, eligible))
+            self.eligible += int(eligible.sum())
+        vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep, strict=True)])
+        dim = self.embedder.embedding_dim
+        out = []
+        for d, k, v in zip(dets, keep, vectors, strict=True):
+            full = np.zeros((len(d), dim), np.float32)
+            full[k] = v
+            self.embedded += int(k.sum())
+            out.append(Detections(xyxy=d.xyxy, score=d.score, embedding=full))
+        return out
+
+    def observe(self, camera_id: str, tracks: Tracks) -> None:
+        """Feed a camera's tracker output back to its schedule."""
+        self.schedulers[camera_id].observe(tracks)
+
+    def reset(self, camera_id: str) -> None:
+        """Forget a camera's tracks (it reconnected: its next detections are all new)."""
+        self.schedulers[camera_id].reset()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for the run summary."""
+        share = self.embedded / self.eligible if self.eligible else 0.0
+        return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
+                "embedded_share": round(share, 4)}
