@@ -19,9 +19,8 @@ import torch
 from pipeline.detection import YoloDetector
 from pipeline.detection.backends import BACKENDS, infer_backend
 from pipeline.geometry import iou_matrix, linear_assignment
+from tests.conftest import DATA, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 INT8 = DATA / "weights" / "yolov8n_int8.tflite"
 RECOVERED = REPO / "weights" / "yolov8n_recovered.pt"
 PETS_FRAMES = (150, 400)
@@ -138,9 +137,9 @@ def test_runtime_threads_applied(cache):
 
 
 def test_checkpoint_loads_with_ultralytics_offline():
-    from pipeline.detection.yolo import _import_yolo
+    from pipeline.detection.ultralytics_import import import_yolo
 
-    model = _import_yolo()(str(RECOVERED), task="detect")
+    model = import_yolo()(str(RECOVERED), task="detect")
     assert model.names[0] == "person" and len(model.names) == 80
     assert model.task == "detect"
 

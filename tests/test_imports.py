@@ -1,7 +1,9 @@
-"""Dependency direction: types/geometry at the bottom, stages beside each other, runner on top.
+"""Dependency direction: types/geometry at the bottom, stages beside each other, the
+composition root on top, and no import circles.
 
-Walks every module's import statements (no import is executed) so the layering in
-DESIGN.md cannot drift.
+Walks every module's import statements (no import is executed, function-level imports
+included) so the layering in docs/ARCHITECTURE.md cannot drift. Every module of the
+package must belong to a layer: a new top-level module fails here until it is placed.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
-BOTTOM = {"pipeline.types", "pipeline.geometry"}
+BOTTOM = {"pipeline", "pipeline.types", "pipeline.geometry"}
 STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "evaluation"}
-TOP = {"pipeline.runner", "pipeline.cli", "pipeline.config"}
+# Top-level modules above the stages, by rank: a module imports only lower ranks
+# (stages rank 1, the bottom 0). runtime and config know no stage: the components
+# check their own options, and the loop's housekeeping takes what it is given.
+TOP = {"pipeline.runtime": 1, "pipeline.config": 1, "pipeline.executor": 2,
+       "pipeline.assembly": 3, "pipeline.runner": 4, "pipeline.cli": 5}
 
 
 def _module_name(path: Path) -> str:
@@ -29,7 +35,15 @@ def _imports(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+            # "from pipeline.x import y" may name a submodule y
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
     return {name for name in found if name.split(".")[0] == "pipeline"}
+
+
+def _modules() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {i for i in _imports(path) if i in modules and i != name}
+            for name, path in modules.items()}
 
 
 def _stage(module: str) -> str | None:
@@ -37,22 +51,55 @@ def _stage(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] in STAGES else None
 
 
+def _rank(module: str) -> int | None:
+    if module in BOTTOM:
+        return 0
+    if _stage(module) is not None:
+        return 1
+    return TOP.get(module)
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in _modules() if _rank(m) is None)
+    assert not unplaced, f"modules in no layer (add them to TOP or a stage): {unplaced}"
+    assert {"pipeline.runtime", "pipeline.runner", "pipeline.config"} <= set(_modules())
+
+
 def test_layering():
     problems = []
-    for path in PACKAGE.rglob("*.py"):
-        module = _module_name(path)
-        for imported in _imports(path):
-            if module in BOTTOM and imported != "pipeline" and imported not in BOTTOM:
-                problems.append(f"{module} (bottom layer) imports {imported}")
-            stage = _stage(module)
-            if stage is None:
+    for module, imports in _modules().items():
+        rank = _rank(module)
+        for imported in imports:
+            other = _rank(imported)
+            if rank is None or other is None:
+                continue  # reported by test_every_module_has_a_layer
+            stage, other_stage = _stage(module), _stage(imported)
+            if stage is not None and stage == other_stage:
                 continue
-            if any(imported == top or imported.startswith(top + ".") for top in TOP):
-                problems.append(f"{module} imports the top layer {imported}")
-            other = _stage(imported)
-            if other is not None and other != stage:
-                problems.append(f"stage {stage} ({module}) imports stage {other} ({imported})")
-    assert not problems, "\n".join(problems)
+            if other >= rank and imported not in BOTTOM:
+                problems.append(f"{module} (rank {rank}) imports {imported} (rank {other})")
+            if module in BOTTOM and imported not in BOTTOM:
+                problems.append(f"{module} (bottom layer) imports {imported}")
+    assert not problems, "\n".join(sorted(problems))
+
+
+def test_no_import_circles():
+    graph = _modules()
+    # a package's __init__ re-exports its modules: only edges between modules count
+    edges = {m: {i for i in imports if not (m.startswith(i + ".") or i.startswith(m + "."))}
+             for m, imports in graph.items()}
+    circles = set()
+    for start in edges:
+        stack = [(start, (start,))]
+        while stack:
+            node, path = stack.pop()
+            for nxt in edges.get(node, ()):
+                if nxt == start:
+                    circles.add(" -> ".join(min(path[i:] + path[:i] for i in range(len(path)))
+                                            + (min(path),)))
+                elif nxt not in path and len(path) < 6:
+                    stack.append((nxt, (*path, nxt)))
+    assert not circles, "import circles:\n" + "\n".join(sorted(circles))
 
 
 def test_tracking_never_imports_torch():

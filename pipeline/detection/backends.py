@@ -227,9 +227,9 @@ BACKENDS: dict[str, type[DetectorBackend]] = {
 
 def load_torch_model(weights: Path) -> Any:
     """An Ultralytics detection checkpoint as a fused float32 eval-mode ``nn.Module``."""
-    from pipeline.detection.yolo import _import_yolo
+    from pipeline.detection.ultralytics_import import import_yolo
 
-    model = _import_yolo()(str(weights), task="detect").model
+    model = import_yolo()(str(weights), task="detect").model
     return model.float().fuse(verbose=False).eval()
 
 

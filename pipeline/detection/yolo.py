@@ -30,39 +30,6 @@ logger = logging.getLogger(__name__)
 PERSON_CLASS = 0
 """COCO class index of "person" in every Ultralytics detection model."""
 
-_YOLO_CLASS: Any = None
-
-
-def _import_yolo() -> Any:
-    """Import ``ultralytics.YOLO`` once, offline, without side effects on thread settings.
-
-    Importing ultralytics changes process-wide state: it calls ``cv2.setNumThreads(0)``
-    and may change torch's intra-op thread count. Both are restored so the composition
-    root stays in control of threading. Its settings are forced offline in memory only
-    (the user's settings file is never written).
-    """
-    global _YOLO_CLASS
-    if _YOLO_CLASS is not None:
-        return _YOLO_CLASS
-    # Must be set before ultralytics.utils is first imported: ONLINE is computed at import.
-    os.environ["YOLO_OFFLINE"] = "1"
-    import cv2
-    import torch
-
-    torch_threads = torch.get_num_threads()
-    cv2_threads = cv2.getNumThreads()
-    try:
-        from ultralytics import YOLO
-        from ultralytics.utils import SETTINGS
-    finally:
-        torch.set_num_threads(torch_threads)
-        cv2.setNumThreads(cv2_threads)
-    # dict.update bypasses the JSON persistence of SettingsManager.update.
-    dict.update(SETTINGS, {"sync": False, "hub": False})
-    _YOLO_CLASS = YOLO
-    return YOLO
-
-
 def _imgsz_tuple(imgsz: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(imgsz, int):
         return (imgsz, imgsz)

@@ -15,7 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CropEmbedder", "crop_boxes", "preprocess_crops"]
+from pipeline.reid.runtimes import RUNTIMES, TRAIN_HINT
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "CropEmbedder", "TRAIN_HINT",
+           "crop_boxes", "preprocess_crops"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +27,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # RGB
 
 _INTERP = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
-BACKENDS = ("onnx", "openvino", "torch")
-
-TRAIN_HINT = (
-    "train one with `mtmc reid train --model <rga|pfsa|hacnn> ...` or pass the path of an "
-    "existing .safetensors/.onnx file"
-)
+BACKENDS = tuple(sorted(RUNTIMES))
 
 
 def crop_boxes(image: np.ndarray, boxes_xyxy: np.ndarray) -> list[np.ndarray]:
@@ -145,6 +143,9 @@ class CropEmbedder:
         if interpolation not in _INTERP:
             choices = ", ".join(sorted(_INTERP))
             raise ValueError(f"unknown interpolation {interpolation!r}; choose one of: {choices}")
+        if backend not in RUNTIMES:
+            raise ValueError(f"unknown re-id backend {backend!r}; choose one of: "
+                             f"{', '.join(BACKENDS)}")
         self.batch_size = batch_size
         self.backend = backend
         self.device = device
@@ -152,134 +153,17 @@ class CropEmbedder:
         self.precision = precision
         self.threads = threads
         self.flip = bool(flip)
-        self.card: dict | None = None
-        self._session = None
-        self._model = None
-        self._compiled = None
-        if backend == "torch":
-            self._init_torch(model, weights, device, threads)
-        elif backend == "openvino":
-            self._init_openvino(model, weights, threads)
-        elif backend == "onnx":
-            self._init_onnx(weights, threads, input_hw)
-        else:
-            raise ValueError(f"unknown re-id backend {backend!r}; choose one of: "
-                             f"{', '.join(BACKENDS)}")
-        if input_hw is not None:
-            self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.runtime = RUNTIMES[backend](model=model, weights=weights, device=device,
+                                         threads=threads, precision=precision,
+                                         input_hw=input_hw)
+        self.card = self.runtime.card
+        self.input_hw = (tuple(int(v) for v in input_hw) if input_hw is not None
+                         else self.runtime.input_hw)
+        self.embedding_dim = self.runtime.embedding_dim
 
-    # -- construction ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_file(weights: Path | str | None, what: str) -> Path:
-        if weights is None:
-            raise ValueError(f"no re-id weights given for {what}; {TRAIN_HINT}")
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"re-id weights file not found: {path}; {TRAIN_HINT}")
-        return path
-
-    def _load_module(self, model: object, weights: Path | str | None, device: str):
-        """The torch re-id module: ``model`` itself or loaded from our safetensors."""
-        from torch import nn
-
-        if isinstance(model, nn.Module):
-            net = model
-        else:
-            path = self._check_file(weights, f"model {model!r}" if model else "the embedder")
-            if path.suffix == ".onnx":
-                raise ValueError(f"{path} is an ONNX file; use backend='onnx'")
-            from pipeline.reid.weights import load_reid_model
-
-            net, card = load_reid_model(path, device=device)
-            self.card = dict(card) if card else None
-            if isinstance(model, str) and self.card and self.card.get("model", model) != model:
-                raise ValueError(
-                    f"{path} holds model {self.card.get('model')!r}, but {model!r} was requested"
-                )
-        return net.float().to(device).eval()
-
-    def _init_torch(self, model: object, weights: Path | str | None, device: str,
-                    threads: int | None) -> None:
-        import torch
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        net = self._load_module(model, weights, device)
-        self._model = net
-        self.input_hw = tuple(int(v) for v in net.input_hw)
-        self.embedding_dim = int(net.embedding_dim)
-
-    def _init_openvino(self, model: object, weights: Path | str | None,
-                       threads: int | None) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        hint = "f32"
-        if self.precision == "bf16":
-            if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-                hint = "bf16"
-            else:
-                logger.warning("this CPU has no bf16 support; the re-id model runs in f32")
-        config = {"INFERENCE_PRECISION_HINT": hint}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if weights is not None and Path(weights).suffix == ".xml":
-            path = self._check_file(weights, "the OpenVINO backend")
-            ov_model = core.read_model(str(path))
-            shape = ov_model.inputs[0].get_partial_shape()
-            self.input_hw = (shape[2].get_length(), shape[3].get_length())
-            self.embedding_dim = ov_model.outputs[0].get_partial_shape()[-1].get_length()
-        else:
-            import tempfile
-
-            from pipeline.reid.export import export_onnx
-
-            net = self._load_module(model, weights, "cpu")
-            self.input_hw = tuple(int(v) for v in net.input_hw)
-            self.embedding_dim = int(net.embedding_dim)
-            # OpenVINO's PyTorch frontend lacks affine_grid (HA-CNN's hard attention);
-            # the ONNX route is exact (parity is tested).
-            with tempfile.TemporaryDirectory(prefix="mtmc_reid_") as tmp:
-                ov_model = ov.convert_model(str(export_onnx(net, Path(tmp) / "reid.onnx")))
-        self._compiled = core.compile_model(ov_model, "CPU", config)
-        logger.info("re-id model compiled for OpenVINO (%s)", config["INFERENCE_PRECISION_HINT"])
-
-    def _init_onnx(self, weights: Path | str | None, threads: int | None,
-                   input_hw: tuple[int, int] | None) -> None:
-        import onnxruntime as ort
-
-        path = self._check_file(weights, "the ONNX backend")
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        inp = self._session.get_inputs()[0]
-        self._input_name = inp.name
-        h, w = inp.shape[2], inp.shape[3]
-        if isinstance(h, int) and isinstance(w, int):
-            self.input_hw = (h, w)
-        elif input_hw is None:
-            raise ValueError(f"{path} has a dynamic input size; pass input_hw=(H, W)")
-        out_dim = self._session.get_outputs()[0].shape[-1]
-        self.embedding_dim = int(out_dim) if isinstance(out_dim, int) else -1
-
-    # -- inference ------------------------------------------------------------------------------
     def _run(self, x: np.ndarray) -> np.ndarray:
         """(n, 3, H, W) float32 -> (n, D) float32 L2-normalised, one model call."""
-        if self._compiled is not None:
-            out = self._compiled(x)[self._compiled.output(0)]
-        elif self._session is not None:
-            out = self._session.run(None, {self._input_name: x})[0]
-        else:
-            import torch
-
-            device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-            with torch.inference_mode(), torch.autocast(
-                device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-            ):
-                out = self._model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
-        return _l2n(out.reshape(len(x), -1))
+        return _l2n(np.asarray(self.runtime(x)).reshape(len(x), -1))
 
     def embed_crops(self, crops: Sequence[np.ndarray], *, bgr: bool = True) -> np.ndarray:
         """Embed ready-cut crops.

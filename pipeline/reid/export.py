@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from pipeline.reid.embedder import preprocess_crops
+from pipeline.reid.runtimes import export_onnx
 
 __all__ = [
     "ParityError",
@@ -42,35 +42,6 @@ FORMATS = ("onnx", "openvino")
 
 class ParityError(RuntimeError):
     """The exported model's embeddings differ from PyTorch's."""
-
-
-def export_onnx(model: nn.Module, out: Path, *, opset: int = 20) -> Path:
-    """Write ``model`` (eval mode, float32, CPU) as ONNX with a dynamic batch.
-
-    Args:
-        model: A REID_MODELS model; its ``input_hw`` fixes H x W.
-        out: Destination ``.onnx`` path (parents created).
-        opset: ONNX opset (>= 20 for affine_grid in HA-CNN).
-
-    Returns:
-        ``out``.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().cpu().eval()
-    h, w = model.input_hw
-    dummy = torch.zeros(2, 3, h, w)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo, which needs
-        # onnxscript (not installed here); the TorchScript path is still exact.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (dummy,), str(out), dynamo=False, opset_version=opset,
-            input_names=["images"], output_names=["embeddings"],
-            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-        )
-    logger.info("wrote ONNX model %s", out)
-    return out
 
 
 def export_openvino(onnx_path: Path, out: Path) -> Path:
