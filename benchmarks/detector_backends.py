@@ -16,7 +16,7 @@ and the same recall/parity on the MOT17-mini frames (all 12, gt rows with
 ``consider=1, class=1``). Prints one JSON document. Times depend on the CPU load: report
 ratios from one run, not absolute numbers from different runs.
 
-    nice -n 10 python3 benchmarks/detector_backends.py --step 5 --threads 2
+    nice -n 10 python3 -m benchmarks.detector_backends --step 5 --threads 2
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,14 +33,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.detection import YoloDetector
+from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 PETS = DATA / "video" / "pets09_s2l1"
 MOT = DATA / "mot" / "MOT17-mini" / "train"
-
-from pipeline.detection import YoloDetector  # noqa: E402
-from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy  # noqa: E402
 
 INT8 = DATA / "weights" / "yolov8n_int8.tflite"
 RECOVERED = ROOT / "weights" / "yolov8n_recovered.pt"

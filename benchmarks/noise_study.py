@@ -1,7 +1,7 @@
 """Detector-noise study: trackers on MOT17 ground truth turned into noisy detections.
 
 The seven MOT17 training ground truths (``../shared/data/mot/MOT17-train``, no frames) are
-turned into detections by ``pipeline.evaluation.noise.make_detections`` at a ladder of
+turned into detections by ``benchmarks.lib.noise.make_detections`` at a ladder of
 noise levels (misses, false positives, jitter, misaligned boxes; fixed seeds), and each
 tracker gets the identical detections:
 
@@ -17,11 +17,11 @@ Scores are trackeval's (``pipeline.evaluation.mot``), per sequence and COMBINED 
 seven (trackeval's ``combine_sequences``). Prints a markdown table (COMBINED), optionally
 writes JSON with every sequence.
 
-    nice -n 10 python3 benchmarks/noise_study.py --json runs/noise_study.json
-    python3 benchmarks/noise_study.py --sequences MOT17-05 MOT17-09 --levels 0 2   # quick
-    python3 benchmarks/noise_study.py --sweep miss      # vary one factor, others zero
-    python3 benchmarks/noise_study.py --score-drop 0    # scores ignore occlusion
-    python3 benchmarks/noise_study.py --trackers ours \
+    nice -n 10 python3 -m benchmarks.noise_study --json runs/noise_study.json
+    python3 -m benchmarks.noise_study --sequences MOT17-05 MOT17-09 --levels 0 2   # quick
+    python3 -m benchmarks.noise_study --sweep miss      # vary one factor, others zero
+    python3 -m benchmarks.noise_study --score-drop 0    # scores ignore occlusion
+    python3 -m benchmarks.noise_study --trackers ours \
         --ours-variants high_thresh=0.5,new_track_thresh=0.6   # our tracker, other thresholds
 """
 
@@ -39,16 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.lib.noise import NoiseLevel, make_detections, read_seqinfo
+from benchmarks.tracker_adapters import run_ours, run_ultralytics, save_mot
+from pipeline.evaluation.mot import evaluate_mot_folder, read_mot_txt
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from tracker_adapters import run_ours, run_ultralytics, save_mot  # noqa: E402
-
-from pipeline.evaluation.mot import evaluate_mot_folder, read_mot_txt  # noqa: E402
-from pipeline.evaluation.noise import NoiseLevel, make_detections, read_seqinfo  # noqa: E402
 
 MOT17 = REPO.parent / "shared" / "data" / "mot" / "MOT17-train"
 TRACKERS = ("ours", "ul-bytetrack", "ul-botsort", "oracle")

@@ -31,10 +31,10 @@ view offset; per-frame noise, so a growing tracklet's vector sharpens as
 pairwise precision/recall of "same person" against the truth, for each online variant
 and for offline on the finished tracklets, means over seeds.
 
-    nice -n 10 python3 benchmarks/online_vs_offline.py --out runs/online_vs_offline
+    nice -n 10 python3 -m benchmarks.online_vs_offline --out runs/online_vs_offline
     # replay only (re-uses the two runs' outputs in --out):
-    python3 benchmarks/online_vs_offline.py --out runs/online_vs_offline --reuse
-    python3 benchmarks/online_vs_offline.py --synthetic 30
+    python3 -m benchmarks.online_vs_offline --out runs/online_vs_offline --reuse
+    python3 -m benchmarks.online_vs_offline --synthetic 30
 """
 
 from __future__ import annotations
@@ -138,12 +138,13 @@ def _recording_associator(log: list) -> type:
             return super().update(now_s=now_s, open_tracklets=open_tracklets,
                                   finished=finished)
 
-        def finish(self, *, now_s, finished=()):
+        def finish(self, *, now_s, finished=(), short_tracks=()):
             finished = list(finished)
             log.append(("finish", float(now_s), [], finished))
             self._finishing = True
             try:
-                return super().finish(now_s=now_s, finished=finished)
+                return super().finish(now_s=now_s, finished=finished,
+                                      short_tracks=short_tracks)
             finally:
                 self._finishing = False
 
@@ -162,7 +163,7 @@ def replay(inputs: list, params: dict[str, Any]) -> tuple[dict[tuple[str, int], 
     """
     from pipeline.association import OnlineAssociator
 
-    associator = OnlineAssociator(**params)
+    associator = OnlineAssociator.from_params(**params)
     log = []
     for kind, now_s, open_tracklets, finished in inputs:
         if kind == "update":

@@ -19,7 +19,7 @@ Scores, medians over seeds: MTMC IDF1/IDP/IDR against every visible gt box
 (``pipeline.evaluation.mtmc``), pairwise precision/recall of "same person" over the
 tracklets, id changes after the first assignment.
 
-    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/online_wildtrack.py --seeds 0,1,2
+    flock /tmp/cpu.lock nice -n 5 python3 -m benchmarks.online_wildtrack --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -34,15 +34,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import online_vs_offline as ovo  # noqa: E402
-import wildtrack_association as wa  # noqa: E402
-
-from pipeline.association import OfflineAssociator, OnlineAssociator  # noqa: E402
-from pipeline.evaluation import wildtrack as wt  # noqa: E402
-from pipeline.tracking import TrackletBuilder  # noqa: E402
-from pipeline.types import GlobalTrack, Tracklet  # noqa: E402
+import benchmarks.online_vs_offline as ovo
+import benchmarks.wildtrack_association as wa
+from benchmarks.lib import wildtrack as wt
+from pipeline.association import OfflineAssociator, OnlineAssociator
+from pipeline.tracking import TrackletBuilder
+from pipeline.types import GlobalTrack, Tracklet
 
 OBSERVATIONS_PER_S = 2.0  # WILDTRACK annotation rate
 RUNNER_FPS = 10.0  # the rate the online defaults are meant for
@@ -61,7 +58,7 @@ def run_online(tracks: list, emb: dict, params: dict[str, Any]
         The finished tracklets, their final global ids, the number of id changes, the
         seconds each association round took.
     """
-    associator = OnlineAssociator(**params)
+    associator = OnlineAssociator.from_params(**params)
     builders = {c: TrackletBuilder(camera_id=c, min_length=wa.MIN_LENGTH,
                                    max_embeddings=wa.MAX_EMBEDDINGS) for c in wt.CAMERAS}
     items = sorted(wt.tracker_frames(tracks, emb), key=lambda x: (x[2], x[0]))

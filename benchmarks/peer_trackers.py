@@ -22,7 +22,7 @@ Rows (all scored with ``pipeline.evaluation.mot`` against the MOTChallenge gt):
 
 Prints a markdown table; ``--json`` writes every figure. Time figures need a quiet machine:
 
-    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/peer_trackers.py --json runs/peers.json
+    flock /tmp/cpu.lock nice -n 5 python3 -m benchmarks.peer_trackers --json runs/peers.json
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ def _frames(video: Path, max_frames: int | None):
 # ------------------------------------------------------------------------------ ours
 def run_ours(config: Path, out: Path, max_frames: int | None) -> dict:
     """One pipeline run, scored (reuses benchmarks/pets09_pipeline.py)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from pets09_pipeline import evaluate_pets09
+    from benchmarks.pets09_pipeline import evaluate_pets09
 
     result = evaluate_pets09(config, out, max_frames=max_frames, progress=False)
     return {**{k: result[k] for k in KEYS}, "frames_per_s": result["camera_frames_per_s"],
@@ -83,7 +82,6 @@ def run_ours(config: Path, out: Path, max_frames: int | None) -> dict:
 # ------------------------------------------------------------------------------ ultralytics
 def detector_settings(config: Path) -> dict:
     """The detector file and the settings ``YOLO.track`` shares with our detector."""
-    sys.path.insert(0, str(REPO))
     from pipeline.config import load_config
 
     params = dict(load_config(config).detector.params)
@@ -182,7 +180,6 @@ def run_ultralytics_track(settings: dict, tracker: str, max_frames: int | None,
 # ------------------------------------------------------------------------------ BoxMOT
 def detect_once(config: Path, max_frames: int | None, out: Path) -> dict:
     """Our configured detector over the video; boxes saved for the BoxMOT worker."""
-    sys.path.insert(0, str(REPO))
     from pipeline.config import load_config
     from pipeline.detection import DETECTORS
 
@@ -257,7 +254,6 @@ def run_boxmot(python: Path, config: Path, trackers: list[str], max_frames: int 
 
 # ------------------------------------------------------------------------------ main
 def score(rows: np.ndarray, max_frames: int | None) -> dict:
-    sys.path.insert(0, str(REPO))
     from pipeline.evaluation.mot import evaluate_mot, read_mot_txt
 
     gt = read_mot_txt(REPO / "samples" / "pets09_s2l1" / "gt" / "gt.txt")

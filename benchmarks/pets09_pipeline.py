@@ -17,15 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import RunConfig, load_config
+from pipeline.evaluation.mot import evaluate_mot
+from pipeline.runner import RunOptions, run
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pipeline.config import RunConfig, load_config  # noqa: E402
-from pipeline.evaluation.mot import evaluate_mot  # noqa: E402
-from pipeline.runner import RunOptions, run  # noqa: E402
 
 GT = REPO / "samples" / "pets09_s2l1" / "gt" / "gt.txt"
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "FP", "FN")

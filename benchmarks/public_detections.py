@@ -15,7 +15,7 @@ ACF scores are not probabilities (here -0.5 to 139): they are mapped to
 ``--scales`` reports other choices side by side). Prints a markdown table; ``--json`` writes
 it with every metric.
 
-    nice -n 10 python3 benchmarks/public_detections.py --json runs/public_detections.json
+    nice -n 10 python3 -m benchmarks.public_detections --json runs/public_detections.json
 """
 
 from __future__ import annotations
@@ -31,17 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tracker_adapters import run_ultralytics
+from pipeline.config import RunConfig, load_config
+from pipeline.evaluation.mot import evaluate_mot, read_mot_txt
+from pipeline.types import Detections
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from tracker_adapters import run_ultralytics  # noqa: E402
-
-from pipeline.config import RunConfig, load_config  # noqa: E402
-from pipeline.evaluation.mot import evaluate_mot, read_mot_txt  # noqa: E402
-from pipeline.types import Detections  # noqa: E402
 
 PETS = REPO.parent / "shared" / "data" / "video" / "pets09_s2l1"
 KEYS = ("HOTA", "DetA", "AssA", "IDF1", "MOTA", "IDSW", "FP", "FN")

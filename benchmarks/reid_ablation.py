@@ -1,7 +1,7 @@
 """Which part of an HA-CNN embedding carries the accuracy, and what flipping adds.
 
 Usage (from the repository root):
-    python3 benchmarks/reid_ablation.py [--weights weights/hacnn_cuhk.safetensors]
+    python3 -m benchmarks.reid_ablation [--weights weights/hacnn_cuhk.safetensors]
         [--data ../shared/data/reid] [--threads 2]
 
 Embeds the CUHK01 test images (the protocol of ``mtmc reid eval``) once, un-flipped and
@@ -21,15 +21,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from pipeline.reid.embedder import preprocess_crops
+from pipeline.reid.evaluate import evaluate_protocol
+from pipeline.reid.weights import load_reid_model
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from pipeline.reid.embedder import preprocess_crops  # noqa: E402
-from pipeline.reid.evaluate import evaluate_protocol  # noqa: E402
-from pipeline.reid.weights import load_reid_model  # noqa: E402
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Parameters and compute of the re-id models (the params / GFLOPs columns of docs/REID.md).
 
 Usage (from the repository root):
-    python3 benchmarks/reid_complexity.py [--models hacnn rga pfsa] [--rga-variant sc]
+    python3 -m benchmarks.reid_complexity [--models hacnn rga pfsa] [--rga-variant sc]
 
 Builds each registered model with its default configuration (random weights: the
 counts do not depend on training) and runs one embedding of a single crop at the
@@ -18,13 +18,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.reid.models import REID_MODELS, build_reid_model
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from pipeline.reid.models import REID_MODELS, build_reid_model  # noqa: E402
 
 
 def complexity(name: str, **kwargs: object) -> dict:

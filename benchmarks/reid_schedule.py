@@ -6,7 +6,7 @@ sample (no gt: throughput, identities and the share of detections embedded) with
 every frame), plus the motion-only config as the floor. The runs take turns in one
 process, so their timings share the same machine state; report the ratios.
 
-    python3 benchmarks/reid_schedule.py --refresh 1 2 4 8 [--backend openvino] [--sample]
+    python3 -m benchmarks.reid_schedule --refresh 1 2 4 8 [--backend openvino] [--sample]
         [--min-score 0.4 0.6] [--no-motion]
 
 Prints a markdown table and writes JSON to ``--json`` (default runs/reid_schedule.json).
@@ -20,13 +20,11 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.pets09_pipeline import evaluate_pets09
+from pipeline.config import load_config
+from pipeline.runner import RunOptions, run
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from pets09_pipeline import evaluate_pets09  # noqa: E402
-
-from pipeline.config import load_config  # noqa: E402
-from pipeline.runner import RunOptions, run  # noqa: E402
 
 
 def _with_reid(config, **changes):

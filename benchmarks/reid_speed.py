@@ -1,7 +1,7 @@
 """Re-id embedding throughput on this CPU: PyTorch vs ONNX Runtime vs OpenVINO.
 
 Usage (from the repository root):
-    python3 benchmarks/reid_speed.py [--weights weights/hacnn_cuhk.safetensors ...]
+    python3 -m benchmarks.reid_speed [--weights weights/hacnn_cuhk.safetensors ...]
         [--batches 1,8,32] [--repeats 7] [--threads 2]
 
 For every weights file (our .safetensors; the peer's .onnx is timed with ONNX
@@ -21,20 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from pipeline.reid.export import (  # noqa: E402
+from pipeline.reid.export import (
     export_onnx,
     export_openvino,
     onnx_runner,
     openvino_runner,
 )
-from pipeline.reid.weights import load_reid_model  # noqa: E402
+from pipeline.reid.weights import load_reid_model
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
 
 PEER = REPO.parent / "shared" / "data" / "weights" / "osnet_x0_25_msmt17.onnx"
 

@@ -1,7 +1,7 @@
 """Where to cut: same-person vs different-person cosine distances of a re-id model.
 
 Usage (from the repository root):
-    python3 benchmarks/reid_threshold.py [--weights weights/hacnn_cuhk.safetensors]
+    python3 -m benchmarks.reid_threshold [--weights weights/hacnn_cuhk.safetensors]
 
 Embeds the CUHK01 test identities (ids 0486-0971, never used in training), computes
 the cosine distance of every cross-camera pair, and prints quantiles of the
@@ -18,15 +18,14 @@ import os
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from pipeline.reid.datasets import load_protocol
+from pipeline.reid.embedder import CropEmbedder
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.reid.datasets import load_protocol  # noqa: E402
-from pipeline.reid.embedder import CropEmbedder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "reid"
 

@@ -11,7 +11,7 @@ count and open file descriptors (``/proc/<pid>``) and the per-camera health coun
 it logs. Prints one JSON object: the samples, the memory growth after warm-up, a
 per-minute table, and the run's summary.
 
-    nice -n 10 python3 benchmarks/soak_rtsp.py --minutes 8 --every 5 --freeze-every 90 \
+    nice -n 10 python3 -m benchmarks.soak_rtsp --minutes 8 --every 5 --freeze-every 90 \
         --restart-at 270
 """
 

@@ -20,7 +20,7 @@ camera-frames over the frame loop after models are loaded (ours: the runner's ``
 ultralytics: after a warm-up call);
 ``process_s`` is the whole process (imports, model loading, export) for reference.
 
-    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/speed.py --repeats 3 --json runs/speed.json
+    flock /tmp/cpu.lock nice -n 5 python3 -m benchmarks.speed --repeats 3 --json runs/speed.json
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ VARIANTS = ("ours", "ours-motion", "ultralytics", "ultralytics-openvino")
 # ------------------------------------------------------------------------------ workers
 def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool) -> dict:
     """One pipeline run in this process; the runner's summary figures."""
-    sys.path.insert(0, str(REPO))
     from pipeline.config import load_config
     from pipeline.runner import RunOptions, run
 
@@ -67,10 +66,7 @@ def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool) ->
 def worker_ultralytics(config_path: Path, max_frames: int | None, threads: int,
                        openvino: bool = False) -> dict:
     """``YOLO.track`` over each camera's video in turn; summed loop time."""
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from peer_trackers import detector_settings, openvino_export, run_ultralytics_track
-
+    from benchmarks.peer_trackers import detector_settings, openvino_export, run_ultralytics_track
     from pipeline.config import load_config
 
     config = load_config(config_path)
@@ -172,8 +168,7 @@ def main() -> int:
 
     variants = list(args.variants)
     if "ultralytics-openvino" in variants:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from peer_trackers import detector_settings, openvino_export
+        from benchmarks.peer_trackers import detector_settings, openvino_export
 
         for scene in args.scenes:
             settings = detector_settings(SCENES[scene])

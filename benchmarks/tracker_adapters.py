@@ -24,7 +24,7 @@ import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from pipeline.types import Detections  # noqa: E402
+from pipeline.types import Detections
 
 ULTRALYTICS_TRACKERS = ("bytetrack", "botsort")
 

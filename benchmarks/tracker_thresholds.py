@@ -7,7 +7,7 @@ This runs the shipped PETS09 configs (with HA-CNN and motion only) for each
 ``reid.min_score`` follows ``high_thresh`` (embed what the appearance stage can use)
 unless ``--min-score`` fixes it (weaker detections then match on motion alone).
 
-    python3 benchmarks/tracker_thresholds.py --pairs 0.6/0.7 0.5/0.6 0.4/0.5 0.25/0.25
+    python3 -m benchmarks.tracker_thresholds --pairs 0.6/0.7 0.5/0.6 0.4/0.5 0.25/0.25
         [--max-frames N] [--no-reid] [--json runs/tracker_thresholds.json]
 
 Prints a markdown table; every figure goes to ``--json``. The runs take turns in one
@@ -22,12 +22,10 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.pets09_pipeline import evaluate_pets09
+from pipeline.config import RunConfig, load_config
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from pets09_pipeline import evaluate_pets09  # noqa: E402
-
-from pipeline.config import RunConfig, load_config  # noqa: E402
 
 
 def with_thresholds(config: RunConfig, high: float, new: float, *, reid: bool,

@@ -1,13 +1,13 @@
 """Cross-camera association on WILDTRACK geometry with appearance from real CUHK01 images.
 
 Usage (from the repository root, ``../shared`` beside it):
-    nice -n 10 python3 benchmarks/wildtrack_association.py --seed 0 --json runs/wildtrack.json
+    nice -n 10 python3 -m benchmarks.wildtrack_association --seed 0 --json runs/wildtrack.json
 
 Protocol (docs/MTMC_ASSOCIATION.md):
 
 1. The real WILDTRACK boxes and cross-camera identities of the first ``--frames``
    annotated frames (2 fps) of the 7 overlapping views.
-2. Tracker-like tracks from them (``pipeline.evaluation.wildtrack.synthesize_tracks``):
+2. Tracker-like tracks from them (``benchmarks.lib.wildtrack.synthesize_tracks``):
    cut at gaps longer than 1 s, random breaks, missed observations, jittered boxes,
    seeded; replayed through the pipeline's ``TrackletBuilder`` (tracklets shorter than
    2 observations dropped, quality-weighted pooling of the best 10 embeddings).
@@ -46,20 +46,19 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from benchmarks.lib import wildtrack as wt
+from pipeline.association import GroundCue, OfflineAssociator
+from pipeline.evaluation.mtmc import BoxTable, evaluate_mtmc
+from pipeline.reid.datasets import read_cuhk_folder
+from pipeline.reid.evaluate import misalign_crop
+from pipeline.tracking import TrackletBuilder
+from pipeline.types import Tracklet
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.association.offline import GroundCue, OfflineAssociator  # noqa: E402
-from pipeline.evaluation import wildtrack as wt  # noqa: E402
-from pipeline.evaluation.mtmc import BoxTable, evaluate_mtmc  # noqa: E402
-from pipeline.reid.datasets import read_cuhk_folder  # noqa: E402
-from pipeline.reid.evaluate import misalign_crop  # noqa: E402
-from pipeline.tracking import TrackletBuilder  # noqa: E402
-from pipeline.types import Tracklet  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 WILDTRACK = DATA / "mtmc" / "wildtrack"
@@ -220,7 +219,8 @@ def run_seed(args: argparse.Namespace, seed: int,
     def assoc(kind: str, threshold: float, cue: GroundCue | None) -> dict:
         tl = appearance[kind]
         start = time.perf_counter()
-        ids = OfflineAssociator(threshold=threshold).associate(tl, ground=cue)
+        ids = OfflineAssociator.from_params(threshold=threshold).associate(
+            tl, terms=[cue] if cue else [])
         out = score(gt, tl, ids)
         out["associate_s"] = time.perf_counter() - start
         return out

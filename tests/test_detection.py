@@ -8,7 +8,6 @@ precision 0.71 / 0.84 against all annotated persons.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -19,8 +18,8 @@ import torch
 from pipeline.detection import DETECTORS, YoloDetector, build_detector
 from pipeline.detection.yolo import _to_detections
 from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WEIGHTS = DATA / "weights"
 PETS = DATA / "video" / "pets09_s2l1"
 MOT = DATA / "mot" / "MOT17-mini" / "train"

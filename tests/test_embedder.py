@@ -12,8 +12,8 @@ from torch import nn
 
 from pipeline.reid.embedder import IMAGENET_MEAN, IMAGENET_STD, CropEmbedder, crop_boxes
 from pipeline.reid.models import build_reid_model
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CUHK01 = DATA / "reid" / "cuhk01"
 PEER_ONNX = DATA / "weights" / "osnet_x0_25_msmt17.onnx"
 

@@ -31,8 +31,8 @@ from pipeline.evaluation.mtmc import (
 )
 from pipeline.evaluation.mtmc import add_arguments as mtmc_add_arguments
 from pipeline.evaluation.mtmc import main as mtmc_main
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PETS_GT = DATA / "video" / "pets09_s2l1" / "gt" / "gt.txt"
 MOT17_02 = DATA / "mot" / "MOT17-train" / "MOT17-02-FRCNN"
 WILDTRACK = DATA / "mtmc" / "wildtrack" / "annotations_positions"

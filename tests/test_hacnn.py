@@ -16,8 +16,9 @@ from pipeline.reid.models import build_reid_model
 from pipeline.reid.models.hacnn import HACNN
 from pipeline.reid.transforms import normalize
 from pipeline.reid.weights import load_reid_model, save_reid_weights
+from tests.conftest import DATA as SHARED
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reid"
+DATA = SHARED / "reid"
 
 
 @pytest.fixture(scope="module")

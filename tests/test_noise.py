@@ -1,4 +1,4 @@
-"""The seeded detection-noise generator (pipeline.evaluation.noise) on real MOT17 gt.
+"""The seeded detection-noise generator (benchmarks.lib.noise) on real MOT17 gt.
 
 Every level is checked against what it promises: miss fraction, false positives per frame,
 jitter size, misalignment share, scores from visibility; and determinism per seed.
@@ -6,13 +6,10 @@ jitter size, misalignment share, scores from visibility; and determinism per see
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from pipeline.evaluation.mot import evaluate_mot, read_mot_txt
-from pipeline.evaluation.noise import (
+from benchmarks.lib.noise import (
     FALSE_POSITIVE,
     MISALIGNED,
     TRUE_BOX,
@@ -21,10 +18,11 @@ from pipeline.evaluation.noise import (
     make_detections,
     read_seqinfo,
 )
+from pipeline.evaluation.mot import evaluate_mot, read_mot_txt
 from pipeline.geometry import iou_matrix
 from pipeline.tracking import ByteTracker
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MOT17 = DATA / "mot" / "MOT17-train"
 SEQ_04 = MOT17 / "MOT17-04-FRCNN"  # 1050 frames, static camera, 47,557 pedestrian boxes
 SEQ_09 = MOT17 / "MOT17-09-FRCNN"  # 525 frames, 5,325 pedestrian boxes
@@ -220,12 +218,8 @@ def test_ultralytics_trackers_take_the_same_detections(seq09):
     # benchmarks/tracker_adapters.py feeds ultralytics' BYTETracker/BOTSORT through a small
     # results-like object; perfect boxes must come out as near-perfect tracking, which
     # checks that the adapter's box format and frame numbering match ultralytics' contract.
-    import importlib.util
+    from benchmarks import tracker_adapters as adapters
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tracker_adapters.py"
-    spec = importlib.util.spec_from_file_location("tracker_adapters", path)
-    adapters = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(adapters)
     gt, info = seq09
     frames = _make(seq09, NoiseLevel(score_drop=0.0)).per_frame()
     for kind in adapters.ULTRALYTICS_TRACKERS:

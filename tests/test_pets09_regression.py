@@ -3,22 +3,16 @@
 Runs ``configs/pets09_s2l1.yaml`` exactly as shipped (detector, tracker, re-id) and
 scores the MOT output with trackeval. The floors sit a little under the figures
 measured when they were set (docs/PIPELINE.md gives those and the command,
-``python3 benchmarks/pets09_pipeline.py``); a change that loses tracking quality
+``python3 -m benchmarks.pets09_pipeline``); a change that loses tracking quality
 fails here.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("pets09_pipeline",
-                                               REPO / "benchmarks" / "pets09_pipeline.py")
-pets09_pipeline = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pets09_pipeline)
+from benchmarks import pets09_pipeline
+from tests.conftest import REPO
 
 # Measured 2026-11-21 with the shipped config: HOTA 0.592, IDF1 0.822, MOTA 0.802,
 # IDSW 16 (motion only: HOTA 0.566, IDF1 0.743). Floors leave ~3 points for platform

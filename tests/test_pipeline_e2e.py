@@ -17,8 +17,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.runner import RunOptions, run
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "configs" / "sample.yaml"
 PETS = REPO / "configs" / "pets09_s2l1.yaml"
 

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.reid.embedder import CropEmbedder
 from pipeline.reid.evaluate import add_arguments, evaluate_protocol, main, misalign_crop
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PEER_ONNX = DATA / "weights" / "osnet_x0_25_msmt17.onnx"
 needs_peer = pytest.mark.skipif(not PEER_ONNX.is_file(), reason="peer ONNX model missing")
 

@@ -14,8 +14,7 @@ import pipeline.reid.export as export_mod
 from pipeline.reid.export import ParityError, add_arguments, export, main, parity_batch
 from pipeline.reid.models import build_reid_model
 from pipeline.reid.weights import save_reid_weights
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.conftest import DATA
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from pipeline.reid.schedule import EmbeddingScheduler
 from pipeline.tracking import ByteTracker
 from pipeline.types import Detections
+from tests.conftest import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PETS_GT = DATA / "video" / "pets09_s2l1" / "gt" / "gt.txt"
 
 

@@ -21,8 +21,9 @@ from pipeline.reid.datasets import (
 from pipeline.reid.recipe import batch_hard_triplet, lr_at, pk_batches
 from pipeline.reid.transforms import augment
 from pipeline.reid.weights import load_reid_model
+from tests.conftest import DATA as SHARED
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reid"
+DATA = SHARED / "reid"
 
 
 def test_real_folders_counts() -> None:

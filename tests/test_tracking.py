@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,16 +18,11 @@ from pipeline.tracking.costs import (
     iou_distance,
 )
 from pipeline.types import Detections
+from tests.conftest import DATA, make_dets
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PETS_GT = DATA / "video" / "pets09_s2l1" / "gt" / "gt.txt"
 
 
-def _dets(boxes, scores=None, emb=None) -> Detections:
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    scores = np.full(len(boxes), 0.9, np.float32) if scores is None else scores
-    emb = np.zeros((len(boxes), 0), np.float32) if emb is None else emb
-    return Detections(xyxy=boxes, score=np.asarray(scores, np.float32), embedding=emb)
 
 
 def _box(x: float, y: float = 100.0, w: float = 40.0, h: float = 100.0) -> list[float]:
@@ -123,13 +117,13 @@ def test_id_survives_low_score_frame_and_short_miss():
             scores[0] = 0.3  # below high_thresh, above low_thresh: stage two
         if f in (15, 16, 17):
             boxes, scores = boxes[1:], scores[1:]  # full miss, shorter than the buffer
-        out = tracker.update(_dets(boxes, scores))
+        out = tracker.update(make_dets(boxes, scores))
         row = np.flatnonzero(out.det_index == 0)
         if f not in (15, 16, 17):
             assert len(row) == 1, f"moving object not output at frame {f}"
             ids.append(int(out.track_id[row[0]]))
     assert set(ids) == {ids[0]}
-    assert tracker.update(_dets([_box(50 + 6 * 30)])).track_id.tolist() == [ids[0]]
+    assert tracker.update(make_dets([_box(50 + 6 * 30)])).track_id.tolist() == [ids[0]]
 
 
 def _crossing(n_frames=40, speed=6.0, turn=20):
@@ -149,7 +143,7 @@ def _run_crossing(tracker: ByteTracker, sigma: float | None, seed: int = 0):
         else:
             emb = np.eye(64, dtype=np.float32)[:2] + rng.normal(0, sigma, (2, 64))
             emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
-        out = tracker.update(_dets(boxes, emb=emb))
+        out = tracker.update(make_dets(boxes, emb=emb))
         assignment = dict(zip(out.det_index.tolist(), out.track_id.tolist(), strict=True))
         if f == 2:
             first = assignment
@@ -183,7 +177,7 @@ def test_ids_positive_unique_and_output_rows_match_detections():
         xyxy = np.concatenate([p, p + [40, 100]], axis=1) + rng.normal(0, 1, (12, 4))
         keep = rng.random(12) > 0.1
         emb = rng.normal(size=(12, 16)).astype(np.float32)
-        dets = _dets(xyxy[keep], rng.uniform(0.2, 1.0, keep.sum()), emb[keep])
+        dets = make_dets(xyxy[keep], rng.uniform(0.2, 1.0, keep.sum()), emb[keep])
         out = tracker.update(dets)
         assert (out.track_id > 0).all() and len(set(out.track_id.tolist())) == len(out)
         assert len(set(out.det_index.tolist())) == len(out)
@@ -195,19 +189,19 @@ def test_ids_positive_unique_and_output_rows_match_detections():
 def test_counters_are_per_instance_and_reset_restarts():
     a, b = ByteTracker(), ByteTracker()
     boxes = [_box(0), _box(300)]
-    assert a.update(_dets(boxes)).track_id.tolist() == [1, 2]
-    assert b.update(_dets(boxes[:1])).track_id.tolist() == [1]
-    assert a.update(_dets(boxes)).track_id.tolist() == [1, 2]
+    assert a.update(make_dets(boxes)).track_id.tolist() == [1, 2]
+    assert b.update(make_dets(boxes[:1])).track_id.tolist() == [1]
+    assert a.update(make_dets(boxes)).track_id.tolist() == [1, 2]
     a.reset()
     assert a.frame_count == 0 and a.num_tracks == 0
-    assert a.update(_dets([_box(900)])).track_id.tolist() == [1]
+    assert a.update(make_dets([_box(900)])).track_id.tolist() == [1]
 
 
 def test_min_hits_delays_new_tracks_after_first_frame():
     tracker = ByteTracker(min_hits=2)
-    assert tracker.update(_dets([_box(0)])).track_id.tolist() == [1]  # first frame
-    assert tracker.update(_dets([_box(2), _box(500)])).track_id.tolist() == [1]
-    out = tracker.update(_dets([_box(4), _box(502)]))
+    assert tracker.update(make_dets([_box(0)])).track_id.tolist() == [1]  # first frame
+    assert tracker.update(make_dets([_box(2), _box(500)])).track_id.tolist() == [1]
+    out = tracker.update(make_dets([_box(4), _box(502)]))
     assert out.track_id.tolist() == [1, 2]  # ids handed out at confirmation: no gaps
 
 
@@ -216,8 +210,8 @@ def test_empty_detections():
     assert len(tracker.update(Detections.empty())) == 0
     assert len(tracker.update(Detections.empty(dim=32))) == 0
     emb = np.eye(32, dtype=np.float32)[:1]
-    assert len(tracker.update(_dets([_box(0)], emb=emb))) == 0  # tentative: not frame 1
-    assert tracker.update(_dets([_box(2)], emb=emb)).track_id.tolist() == [1]
+    assert len(tracker.update(make_dets([_box(0)], emb=emb))) == 0  # tentative: not frame 1
+    assert tracker.update(make_dets([_box(2)], emb=emb)).track_id.tolist() == [1]
     assert len(tracker.update(Detections.empty(dim=32))) == 0
 
 
@@ -225,16 +219,16 @@ def test_empty_detections():
 def test_track_removed_after_max_lost_frames(gap, same_id):
     tracker = ByteTracker(max_lost_frames=5)
     for _ in range(4):
-        first = tracker.update(_dets([_box(100)])).track_id.tolist()
+        first = tracker.update(make_dets([_box(100)])).track_id.tolist()
     for _ in range(gap):
         tracker.update(Detections.empty())
     # Reappearance: recovered within the buffer; after it a new track (tentative first).
-    out = tracker.update(_dets([_box(100)]))
+    out = tracker.update(make_dets([_box(100)]))
     if same_id:
         assert out.track_id.tolist() == first
     else:
         assert len(out) == 0 and tracker.num_tracks == 1
-        assert tracker.update(_dets([_box(100)])).track_id.tolist() == [first[0] + 1]
+        assert tracker.update(make_dets([_box(100)])).track_id.tolist() == [first[0] + 1]
 
 
 def test_registry():
@@ -272,7 +266,7 @@ def _pets_identity(jitter: float, drop: float, seed: int = 0) -> dict[str, float
         h = h * (1 + rng.normal(0, jitter, n))
         xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         score = np.clip(rng.normal(0.8, 0.15, n), 0.05, 1.0)
-        out = tracker.update(_dets(xyxy, score))
+        out = tracker.update(make_dets(xyxy, score))
         for tid, d in zip(out.track_id.tolist(), out.det_index.tolist(), strict=True):
             assigned[int(rows[d, 1])].append(tid)
     n_gt = len(np.unique(gt[:, 1]))

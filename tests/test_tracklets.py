@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 from pipeline.tracking import ByteTracker, TrackletBuilder, quality_scores
-from pipeline.types import Detections, Tracks
+from pipeline.types import Detections
+from tests.conftest import make_tracks
 
 IMAGE_WH = (1920, 1080)
 
 
-def _tracks(ids, boxes, scores=None, emb=None, det_index=None) -> Tracks:
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    n = len(boxes)
-    return Tracks(
-        track_id=np.asarray(ids),
-        xyxy=boxes,
-        score=np.full(n, 0.9, np.float32) if scores is None else np.asarray(scores, np.float32),
-        det_index=np.arange(n) if det_index is None else np.asarray(det_index),
-        embedding=np.zeros((n, 0), np.float32) if emb is None else np.asarray(emb, np.float32),
-    )
 
 
 def test_quality_ordering():
@@ -53,7 +44,8 @@ def test_embedding_cap_keeps_best_observations_and_pools_normalised():
         is_good = i in (2, 6, 9)
         box = [100, 100, 200, 400] if is_good else [100, 100, 110, 130]
         emb = good if is_good else poor
-        builder.update(frame, frame / 10, _tracks([7], [box], emb=emb), np.array([box]), IMAGE_WH)
+        builder.update(frame, frame / 10, make_tracks([7], [box], emb=emb), np.array([box]),
+                       IMAGE_WH)
         frame += 1
     acc = builder._open[7]
     assert len(acc.heap) == 3  # bounded per track
@@ -71,7 +63,7 @@ def test_pooled_embedding_is_quality_weighted_and_unit_norm():
         emb = rng.normal(size=(2, 32)).astype(np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         boxes = [[100, 100, 160, 300], [400, 100, 460, 300]]
-        builder.update(f, f * 0.1, _tracks([1, 2], boxes, emb=emb), np.array(boxes), IMAGE_WH)
+        builder.update(f, f * 0.1, make_tracks([1, 2], boxes, emb=emb), np.array(boxes), IMAGE_WH)
     out = builder.finish()
     assert [t.track_id for t in out] == [1, 2]
     for t in out:
@@ -86,8 +78,8 @@ def test_min_length_finished_and_no_embeddings():
     for f in range(5):
         ids = [1, 2] if f < 2 else [1]  # track 2 lives 2 frames: too short
         boxes = np.array(box * len(ids))
-        builder.update(f, float(f), _tracks(ids, boxes), boxes, IMAGE_WH)
-    builder.update(5, 5.0, _tracks([3], box), np.array(box), IMAGE_WH)
+        builder.update(f, float(f), make_tracks(ids, boxes), boxes, IMAGE_WH)
+    builder.update(5, 5.0, make_tracks([3], box), np.array(box), IMAGE_WH)
     # At t=5: track 2 last seen t=1 (idle 4 s) and track 1 at t=4 (idle 1 s, not > 1).
     assert builder.finished() == []  # track 2 closed but dropped as too short
     assert builder.num_open == 2

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.association.offline import GroundCue, OfflineAssociator, ground_distance
-from pipeline.evaluation import wildtrack as wt
+from benchmarks.lib import wildtrack as wt
+from pipeline.association import GroundCue, OfflineAssociator, ground_distance
 from pipeline.evaluation.mtmc import evaluate_mtmc
 from pipeline.tracking import TrackletBuilder
 from pipeline.types import Tracklet
@@ -226,7 +226,7 @@ def test_oracle_appearance_associates_well_and_beats_shuffled(scene):
     shuffled_person = dict(zip([t.key for t in tracks],
                                rng.permutation([t.person_id for t in tracks]), strict=True))
     shuffled = _build(tracks, _one_hot(tracks, lambda t: shuffled_person[t.key]))
-    assoc = OfflineAssociator(threshold=0.4)
+    assoc = OfflineAssociator.from_params(threshold=0.4)
 
     def idf1(tracklets) -> float:
         ids = assoc.associate(tracklets)
@@ -262,11 +262,11 @@ def test_ground_distance_separates_people_and_the_cue_links_views(scene):
                       embedding=np.eye(1, n, i, dtype=np.float32)[0], quality=1.0)
              for i, t in enumerate(tracklets)]
     cue = GroundCue(points_xy_m=points, gate_m=2.5, weight=1.0)
-    ids = OfflineAssociator(threshold=0.4).associate(blind, ground=cue)
+    ids = OfflineAssociator.from_params(threshold=0.4).associate(blind, terms=[cue])
     assert len(ids) < 0.6 * n
     purity = np.mean([len({person[k] for k in g.members}) == 1 for g in ids])
     assert purity > 0.95
-    assert len(OfflineAssociator(threshold=0.4).associate(blind)) == n
+    assert len(OfflineAssociator.from_params(threshold=0.4).associate(blind)) == n
 
 
 def test_ground_gate_forbids_far_apart_simultaneous_tracklets():
@@ -279,16 +279,16 @@ def test_ground_gate_forbids_far_apart_simultaneous_tracklets():
     pair = [tl("a", 0.0), tl("b", 0.0)]
     near = [np.zeros((10, 2)), np.full((10, 2), 0.3)]
     far = [np.zeros((10, 2)), np.full((10, 2), 3.0)]
-    assoc = OfflineAssociator(threshold=0.4)
+    assoc = OfflineAssociator.from_params(threshold=0.4)
     assert len(assoc.associate(pair)) == 1
-    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=near, gate_m=1.5))) == 1
-    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=far, gate_m=1.5))) == 2
+    assert len(assoc.associate(pair, terms=[GroundCue(points_xy_m=near, gate_m=1.5)])) == 1
+    assert len(assoc.associate(pair, terms=[GroundCue(points_xy_m=far, gate_m=1.5)])) == 2
     # Fewer simultaneous observations than min_common: left to appearance.
     brief = [np.zeros((10, 2)), np.r_[np.full((2, 2), 3.0), np.full((8, 2), np.nan)]]
-    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=brief, gate_m=1.5))) == 1
-    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=brief, gate_m=1.5,
-                                                      min_common=2))) == 2
+    assert len(assoc.associate(pair, terms=[GroundCue(points_xy_m=brief, gate_m=1.5)])) == 1
+    assert len(assoc.associate(pair, terms=[GroundCue(points_xy_m=brief, gate_m=1.5,
+                                                      min_common=2)])) == 2
     unknown = [np.full((10, 2), np.nan), np.full((10, 2), 3.0)]
-    assert len(assoc.associate(pair, ground=GroundCue(points_xy_m=unknown, gate_m=1.5))) == 1
+    assert len(assoc.associate(pair, terms=[GroundCue(points_xy_m=unknown, gate_m=1.5)])) == 1
     with pytest.raises(ValueError, match="rows"):
-        assoc.associate(pair, ground=GroundCue(points_xy_m=[np.zeros((3, 2))] * 2))
+        assoc.associate(pair, terms=[GroundCue(points_xy_m=[np.zeros((3, 2))] * 2)])

@@ -18,9 +18,9 @@ checks the raw network outputs on a real PETS09 frame against the LiteRT interpr
 
 Usage (nothing is downloaded; a few seconds on a 2-core CPU):
 
-    python3 benchmarks/recover_yolo_weights.py \
+    python3 tools/recover_yolo_weights.py \
         --tflite ../shared/data/weights/yolov8n_int8.tflite --out weights/yolov8n_recovered.pt
-    python3 benchmarks/recover_yolo_weights.py \
+    python3 tools/recover_yolo_weights.py \
         --tflite ../shared/data/weights/yolo11n_int8.tflite --out weights/yolo11n_recovered.pt
 """
 
@@ -38,8 +38,8 @@ import numpy as np
 
 os.environ["YOLO_OFFLINE"] = "1"
 
-import cv2  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -198,7 +198,7 @@ def save(model: torch.nn.Module, out: Path, tflite: Path, arch: str) -> None:
         "version": ultralytics.__version__,
         "license": "AGPL-3.0 (Ultralytics)",
         "description": f"{metadata.get('description', arch)} (recovered to float32)",
-        "docs": f"recovered from {tflite.name} by benchmarks/recover_yolo_weights.py",
+        "docs": f"recovered from {tflite.name} by tools/recover_yolo_weights.py",
         "model": model.float(),
         "ema": None,
         "train_args": {"task": "detect", "model": ARCH[arch], "imgsz": 640},

@@ -1,0 +1,51 @@
+"""Helpers shared by the tests: paths and small record builders.
+
+Import them explicitly (``from tests.conftest import DATA, make_dets``); pytest also
+loads this file first, so it is the one place for options of the whole suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.types import Detections, Tracklet, Tracks
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root."""
+DATA = REPO.parent / "shared" / "data"
+"""The shared read-only data (see its README.md)."""
+
+
+def make_dets(boxes, scores=None, emb=None) -> Detections:
+    """Detections from xyxy boxes; scores default to 0.9, no embeddings by default."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.full(len(boxes), 0.9, np.float32) if scores is None else scores
+    emb = np.zeros((len(boxes), 0), np.float32) if emb is None else emb
+    return Detections(xyxy=boxes, score=np.asarray(scores, np.float32), embedding=emb)
+
+
+def make_tracks(ids, boxes, scores=None, emb=None, det_index=None) -> Tracks:
+    """Tracks from ids and xyxy boxes; scores 0.9, det_index 0..N-1, no embeddings."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    n = len(boxes)
+    return Tracks(
+        track_id=np.asarray(ids),
+        xyxy=boxes,
+        score=np.full(n, 0.9, np.float32) if scores is None else np.asarray(scores, np.float32),
+        det_index=np.arange(n) if det_index is None else np.asarray(det_index),
+        embedding=np.zeros((n, 0), np.float32) if emb is None else np.asarray(emb, np.float32),
+    )
+
+
+def make_tracklet(camera: str, track_id: int, frames: Sequence[int], vector,
+                  fps: float = 10.0, quality: float = 1.0) -> Tracklet:
+    """A tracklet over ``frames`` (timestamps frames / fps) whose pooled embedding is
+    ``vector`` normalised; boxes are zeros (association reads times and embeddings)."""
+    frames = np.asarray(frames)
+    v = np.asarray(vector, np.float32)
+    return Tracklet(camera_id=camera, track_id=track_id, frames=frames,
+                    timestamps_s=frames / fps, xyxy=np.zeros((len(frames), 4)),
+                    embedding=v / np.linalg.norm(v), quality=quality)
