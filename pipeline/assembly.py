@@ -21,15 +21,7 @@ from typing import Any
 from pipeline.association import ASSOCIATORS, Association
 from pipeline.config import ConfigError, RunConfig, check_params
 from pipeline.executor import InProcessCameras
-from pipeline.export import (
-    MotSink,
-    PlotSink,
-    RevisionSink,
-    Sink,
-    Sinks,
-    TrajectorySink,
-    VideoSink,
-)
+from pipeline.export import sinks as out
 from pipeline.runtime import (
     Housekeeping,
     StageTimer,
@@ -106,7 +98,7 @@ def build_association(config: RunConfig, live: bool) -> Association:
 
 
 def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
-                save_video: bool, flush_s: float, max_frames: int | None) -> list[Sink]:
+                save_video: bool, flush_s: float, max_frames: int | None) -> list[out.Sink]:
     """The outputs of a run, in the order they are closed.
 
     Rows stream with the id known when written; runs whose association gives ids
@@ -116,21 +108,21 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
     live_ids = association.snapshot_frames is not None
     streamed, final = (("trajectories.csv", "trajectories_final.csv") if live_ids
                        else ("tracks_local.csv", "trajectories.csv"))
-    rows = TrajectorySink(out_dir, streamed=streamed, final=final, flush_s=flush_s)
-    sinks: list[Sink] = [rows]
+    rows = out.TrajectorySink(out_dir, streamed=streamed, final=final, flush_s=flush_s)
+    sinks: list[out.Sink] = [rows]
     if live_ids:
-        sinks.append(RevisionSink(out_dir / "revisions.csv", flush_s=flush_s))
+        sinks.append(out.RevisionSink(out_dir / "revisions.csv", flush_s=flush_s))
     if config.output.mot:
-        sinks.append(MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
+        sinks.append(out.MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
     if config.output.plots:
-        sinks.append(PlotSink(rows.final_path, out_dir))
+        sinks.append(out.PlotSink(rows.final_path, out_dir))
     if save_video:
         from pipeline.export import render_videos
 
         def render(csv: Path) -> list[Path]:
             return render_videos(config=config, trajectories=csv, out_dir=out_dir / "video",
                                  max_frames=max_frames)
-        sinks.append(VideoSink(render, rows.final_path, out_dir))
+        sinks.append(out.VideoSink(render, rows.final_path, out_dir))
     return sinks
 
 
@@ -172,7 +164,7 @@ class RunParts:
     sources: list[Any]
     camera_set: Any
     ticks: Any
-    sinks: Sinks
+    sinks: out.Sinks
     house: Housekeeping
     timer: StageTimer
     device: str
@@ -292,7 +284,7 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
                   for cid in camera_ids},
         builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
         outage_reset_s=options.outage_reset_s if live else None)
-    sinks = Sinks(build_sinks(config, out_dir, association=association, save_video=save_video,
+    sinks = out.Sinks(build_sinks(config, out_dir, association=association, save_video=save_video,
                               flush_s=options.flush_s, max_frames=options.max_frames))
     stack.push(lambda kind, *_: sinks.abort() if kind is not None else None)
     camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,

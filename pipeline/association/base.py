@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+from pipeline.association.rules import (
+    AssociationRules,
+    Distance,
+    DistanceTerm,
+    appearance_distance,
+    split_params,
+)
 from pipeline.types import Identities, Revision, TrackKey, Tracklet
 
 __all__ = ["Association"]
@@ -29,6 +37,29 @@ class Association(ABC):
 
     mode: str = ""
     snapshot_frames: int | None = None
+    options_type: type | None = None  # the mode's own options dataclass, if any
+
+    def __init__(self, *, rules: AssociationRules | None = None,
+                 distance: Distance = appearance_distance,
+                 terms: Sequence[DistanceTerm] = ()) -> None:
+        """
+        Args:
+            rules: When tracklets may merge (threshold, quality, windows, gap).
+            distance: Pooled embeddings (N, D) -> (N, N) distances (cosine by default).
+            terms: Further cues applied in every association (see ``DistanceTerm``).
+        """
+        self.rules = rules if rules is not None else AssociationRules()
+        self.distance = distance
+        self.terms = tuple(terms)
+
+    @classmethod
+    def from_params(cls, **params: Any) -> Association:
+        """Build from flat config keys: :class:`AssociationRules` fields and the mode's
+        own options (``options_type``); an unknown key raises ValueError listing both."""
+        rules, own = split_params(params, cls.options_type)
+        if cls.options_type is None:
+            return cls(rules=rules)
+        return cls(rules=rules, options=cls.options_type(**own))
 
     def due(self, now_s: float) -> bool:
         """Whether the runner should call :meth:`update` at ``now_s`` (run clock, s)."""

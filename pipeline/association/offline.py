@@ -24,14 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.association.base import Association
-from pipeline.association.rules import (
-    AssociationRules,
-    Distance,
-    DistanceTerm,
-    appearance_distance,
-    pair_distances,
-    split_params,
-)
+from pipeline.association.rules import DistanceTerm, pair_distances
 from pipeline.types import GlobalTrack, Identities, Revision, TrackKey, Tracklet
 
 __all__ = ["OfflineAssociator", "average_linkage"]
@@ -93,28 +86,15 @@ class OfflineAssociator(Association):
     :meth:`finish`; no id is known before the end (rows are written with ``-1`` and
     rewritten). :meth:`associate` is the same clustering as a plain function of a list.
 
-    Args:
-        rules: When tracklets may merge (threshold, quality, windows, gap).
-        distance: Pooled embeddings (N, D) -> (N, N) distances (cosine by default).
-        terms: Further cues applied to every association (see ``DistanceTerm``).
+    Keyword arguments: ``rules``, ``distance``, ``terms`` (see :class:`Association`).
     """
 
     mode = "offline"
 
-    def __init__(self, *, rules: AssociationRules | None = None,
-                 distance: Distance = appearance_distance,
-                 terms: Sequence[DistanceTerm] = ()) -> None:
-        self.rules = rules if rules is not None else AssociationRules()
-        self.distance = distance
-        self.terms = tuple(terms)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._tracklets: list[Tracklet] = []
         self._identities = Identities(global_of={})
-
-    @classmethod
-    def from_params(cls, **params: Any) -> OfflineAssociator:
-        """Build from flat config keys (the fields of :class:`AssociationRules`)."""
-        rules, _ = split_params(params)
-        return cls(rules=rules)
 
     @property
     def threshold(self) -> float:

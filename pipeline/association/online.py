@@ -47,20 +47,13 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from pipeline.association.base import Association
 from pipeline.association.offline import average_linkage
-from pipeline.association.rules import (
-    AssociationRules,
-    Distance,
-    DistanceTerm,
-    appearance_distance,
-    pair_distances,
-    split_params,
-)
+from pipeline.association.rules import AssociationRules, Distance, DistanceTerm, pair_distances
+from pipeline.association.rules import appearance_distance as cosine
 from pipeline.geometry import linear_assignment
 from pipeline.types import Identities, Revision, TrackKey, Tracklet
 
@@ -112,14 +105,23 @@ class OnlineOptions:
                              f"{self.switch_rounds}, {self.every_s})")
 
 
+Target = int | frozenset[Key]
+"""Where a held-back id change leads: an existing identity (its global id), or an
+identity not founded yet, named by the tracklets it would be founded with."""
+
+Label = int
+"""A proposed id: > 0 an existing global id; < 0 a placeholder for an identity new in
+this round (turned into a fresh global id when the round's decisions are made)."""
+
+
 @dataclass
 class _Entry:
-    summary: Tracklet  # start/end only: frames [first, last], no boxes kept
+    summary: Tracklet  # first and last observation only (see _summary)
     length: int
     is_open: bool
     global_id: int = -1
     assigned_s: float = float("nan")
-    pending: int | frozenset | None = None  # target of a change held back
+    pending: Target | None = None  # target of a change held back
     pending_rounds: int = 0  # consecutive rounds that change was proposed
 
 
@@ -128,15 +130,17 @@ class _Proposal:
     """One round's clustering: ``keys`` in matrix order (frozen identities first)."""
 
     keys: list[Key]
-    label: dict[Key, int]  # proposed id; negative = placeholder for a new identity
+    label: dict[Key, Label]  # proposed id per tracklet
     forbid: np.ndarray  # (N, N) cannot-link pairs
 
 
 def _summary(t: Tracklet) -> Tracklet:
-    return Tracklet(camera_id=t.camera_id, track_id=t.track_id,
-                    frames=t.frames[[0, -1]], timestamps_s=t.timestamps_s[[0, -1]],
-                    xyxy=np.zeros((2, 4), np.float32), embedding=t.embedding,
-                    quality=t.quality)
+    """The tracklet cut to its first and last observation (what matching needs: its
+    span, camera and pooled embedding), so memory does not grow with its length."""
+    ends = [0, -1]
+    return Tracklet(camera_id=t.camera_id, track_id=t.track_id, frames=t.frames[ends],
+                    timestamps_s=t.timestamps_s[ends], xyxy=t.xyxy[ends],
+                    embedding=t.embedding, quality=t.quality)
 
 
 class OnlineAssociator(Association):
@@ -151,15 +155,13 @@ class OnlineAssociator(Association):
     """
 
     mode = "online"
+    options_type = OnlineOptions
 
     def __init__(self, *, rules: AssociationRules | None = None,
-                 options: OnlineOptions | None = None,
-                 distance: Distance = appearance_distance,
+                 options: OnlineOptions | None = None, distance: Distance = cosine,
                  terms: Sequence[DistanceTerm] = ()) -> None:
-        self.rules = rules if rules is not None else AssociationRules()
+        super().__init__(rules=rules, distance=distance, terms=terms)
         self.options = options if options is not None else OnlineOptions()
-        self.distance = distance
-        self.terms = tuple(terms)
         self._entries: dict[Key, _Entry] = {}
         self._next_id = 1
         self._members: Counter[int] = Counter()  # keys ever holding each id (live count)
@@ -172,12 +174,6 @@ class OnlineAssociator(Association):
         self.constraint_moves = 0  # changes made before confirmation (constraints)
         self._last_round = False
         self._last_due_s = float("-inf")
-
-    @classmethod
-    def from_params(cls, **params: Any) -> OnlineAssociator:
-        """Build from flat config keys (rules and :class:`OnlineOptions` fields)."""
-        rules, own = split_params(params, OnlineOptions)
-        return cls(rules=rules, options=OnlineOptions(**own))
 
     @property
     def snapshot_frames(self) -> int:  # type: ignore[override]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import cv2
 import numpy as np
 
+from pipeline.closing import Closing
 from pipeline.export.csv_writer import read_trajectories
 from pipeline.export.palette import color_bgr
 
@@ -66,7 +66,7 @@ def draw_tracks(
     return out
 
 
-class AnnotatedVideoWriter:
+class AnnotatedVideoWriter(Closing):
     """Write annotated frames of one camera to a video file.
 
     The codec follows ``FOURCCS``: mp4v in an .mp4 file, else MJPG in an .avi file
@@ -151,16 +151,6 @@ class AnnotatedVideoWriter:
             self._writer.release()
             self._writer = None
 
-    def __enter__(self) -> AnnotatedVideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _read_frames(source: Path) -> Iterator[np.ndarray]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from types import TracebackType
 
+from pipeline.closing import Closing
 from pipeline.types import Frame
 
 __all__ = ["FrameSource"]
 
 
-class FrameSource(abc.ABC):
+class FrameSource(Closing, abc.ABC):
     """A finite or endless stream of BGR frames from one camera.
 
     Iterating yields ``Frame`` objects with 0-based ``index`` and ``timestamp_s``
@@ -44,16 +44,6 @@ class FrameSource(abc.ABC):
         """Seconds between consecutive frames (1 / fps)."""
         return 1.0 / self.fps
 
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -22,9 +22,9 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
+from pipeline.closing import Closing
 from pipeline.sources.base import FrameSource
 from pipeline.sources.live import live_ticks
 from pipeline.types import Frame
@@ -137,7 +137,7 @@ def _check_sources(sources: Sequence[FrameSource]) -> None:
         )
 
 
-class CameraSet:
+class CameraSet(Closing):
     """Several sources read together, tick by tick (see the module docstring).
 
     Iterating yields lists of ``Frame`` (one tick each). Closing the set closes every
@@ -218,13 +218,3 @@ class CameraSet:
         for source in self.sources:
             source.close()
 
-    def __enter__(self) -> CameraSet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
