@@ -52,7 +52,13 @@ import numpy as np
 
 from pipeline.association.base import Association
 from pipeline.association.offline import average_linkage
-from pipeline.association.rules import AssociationRules, Distance, DistanceTerm, pair_distances
+from pipeline.association.rules import (
+    AssociationRules,
+    Distance,
+    DistanceTerm,
+    OnlineOptions,
+    pair_distances,
+)
 from pipeline.association.rules import appearance_distance as cosine
 from pipeline.geometry import linear_assignment
 from pipeline.types import Identities, Revision, TrackKey, Tracklet
@@ -62,47 +68,6 @@ __all__ = ["OnlineAssociator", "OnlineOptions", "Revision"]
 logger = logging.getLogger(__name__)
 
 Key = TrackKey
-
-
-@dataclass(frozen=True)
-class OnlineOptions:
-    """Settings of the online mode only (the merge rules are :class:`AssociationRules`).
-
-    Attributes:
-        lag_s: Seconds after its first assignment during which a tracklet's global
-            id may still change; older assignments are frozen.
-        min_frames: Frames an open tracklet needs before it gets a global id (40:
-            4 s at 10 fps; fewer changed ids more often and scored lower against
-            ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
-        forget_after_s: Finished, frozen tracklets that ended this long ago are
-            dropped from matching (bounds memory and cost on endless runs).
-        switch_margin: Cosine distance by which tracklets holding one id count as
-            closer when re-clustering (hysteresis; 0 = none, see the module docstring).
-        switch_rounds: Consecutive ``update`` calls that must propose the same id
-            change before it is made (1 = at once). Keep it well below ``lag_s`` /
-            ``every_s``.
-        every_s: Seconds of run clock between two association rounds in a run.
-
-    Raises:
-        ValueError: A value out of range.
-    """
-
-    lag_s: float = 10.0
-    min_frames: int = 40
-    forget_after_s: float = 600.0
-    switch_margin: float = 0.05
-    switch_rounds: int = 2
-    every_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.lag_s < 0 or self.min_frames < 1 or self.forget_after_s < self.lag_s:
-            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
-                             f"forget_after_s >= lag_s (got {self.lag_s}, {self.min_frames}, "
-                             f"{self.forget_after_s})")
-        if self.switch_margin < 0 or self.switch_rounds < 1 or self.every_s < 0:
-            raise ValueError("online association needs switch_margin >= 0, switch_rounds "
-                             f">= 1 and every_s >= 0 (got {self.switch_margin}, "
-                             f"{self.switch_rounds}, {self.every_s})")
 
 
 Target = int | frozenset[Key]

@@ -2,7 +2,8 @@
 
 * :class:`AssociationRules`: when two tracklets may be one person (threshold, minimum
   embedding quality, transit windows between cameras, same-camera gap). One frozen,
-  self-validating dataclass that the offline and the online associator both receive.
+  self-validating dataclass that the offline and the online associator both receive;
+  :class:`OnlineOptions` holds the online mode's own settings.
 * The distance is injected: ``distance`` maps pooled embeddings (N, D) to an (N, N)
   matrix (cosine distance by default, as norfair's ``distance_function``), and any
   number of :class:`DistanceTerm` objects then adjust distances and cannot-link pairs
@@ -19,8 +20,8 @@ import numpy as np
 
 from pipeline.types import Tracklet
 
-__all__ = ["AssociationRules", "Distance", "DistanceTerm", "appearance_distance",
-           "cannot_link_matrix", "pair_distances", "split_params"]
+__all__ = ["AssociationRules", "Distance", "DistanceTerm", "OnlineOptions",
+           "appearance_distance", "cannot_link_matrix", "pair_distances", "split_params"]
 
 Distance = Callable[[np.ndarray], np.ndarray]
 """Pooled embeddings float32 (N, D) -> (N, N) symmetric distances."""
@@ -102,6 +103,47 @@ class AssociationRules:
     def usable(self, tracklet: Tracklet) -> bool:
         """Whether a tracklet's appearance may be matched at all."""
         return tracklet.embedding.size > 0 and tracklet.quality >= self.min_quality
+
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    """Settings of the online mode only (the merge rules are :class:`AssociationRules`).
+
+    Attributes:
+        lag_s: Seconds after its first assignment during which a tracklet's global
+            id may still change; older assignments are frozen.
+        min_frames: Frames an open tracklet needs before it gets a global id (40:
+            4 s at 10 fps; fewer changed ids more often and scored lower against
+            ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
+        forget_after_s: Finished, frozen tracklets that ended this long ago are
+            dropped from matching (bounds memory and cost on endless runs).
+        switch_margin: Cosine distance by which tracklets holding one id count as
+            closer when re-clustering (hysteresis; 0 = none, see the module docstring).
+        switch_rounds: Consecutive ``update`` calls that must propose the same id
+            change before it is made (1 = at once). Keep it well below ``lag_s`` /
+            ``every_s``.
+        every_s: Seconds of run clock between two association rounds in a run.
+
+    Raises:
+        ValueError: A value out of range.
+    """
+
+    lag_s: float = 10.0
+    min_frames: int = 40
+    forget_after_s: float = 600.0
+    switch_margin: float = 0.05
+    switch_rounds: int = 2
+    every_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lag_s < 0 or self.min_frames < 1 or self.forget_after_s < self.lag_s:
+            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
+                             f"forget_after_s >= lag_s (got {self.lag_s}, {self.min_frames}, "
+                             f"{self.forget_after_s})")
+        if self.switch_margin < 0 or self.switch_rounds < 1 or self.every_s < 0:
+            raise ValueError("online association needs switch_margin >= 0, switch_rounds "
+                             f">= 1 and every_s >= 0 (got {self.switch_margin}, "
+                             f"{self.switch_rounds}, {self.every_s})")
 
 
 def split_params(params: Mapping[str, Any], options: type | None = None,
