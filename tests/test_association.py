@@ -7,16 +7,12 @@ import pytest
 
 from pipeline.association import OfflineAssociator, cannot_link_matrix
 from pipeline.types import Tracklet
+from tests.conftest import make_tracklet
 
 
 def _tracklet(camera: str, track_id: int, start: int, stop: int, vector, fps: float = 10.0,
               quality: float = 1.0) -> Tracklet:
-    frames = np.arange(start, stop)
-    v = np.asarray(vector, np.float32)
-    v = v / np.linalg.norm(v)
-    return Tracklet(camera_id=camera, track_id=track_id, frames=frames,
-                    timestamps_s=frames / fps, xyxy=np.zeros((len(frames), 4)),
-                    embedding=v, quality=quality)
+    return make_tracklet(camera, track_id, range(start, stop), vector, fps, quality)
 
 
 def _groups(identities):

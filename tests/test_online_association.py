@@ -18,17 +18,15 @@ from pipeline.association import (
 from pipeline.export import RevisionCsvWriter, final_global_ids, read_revisions
 from pipeline.tracking import TrackletBuilder
 from pipeline.types import Tracklet, Tracks
+from tests.conftest import make_tracklet
 
 FPS = 10.0
 
 
 def _tracklet(camera: str, track_id: int, start_s: float, end_s: float, vector,
               quality: float = 1.0) -> Tracklet:
-    frames = np.arange(round(start_s * FPS), round(end_s * FPS) + 1)
-    v = np.asarray(vector, np.float32)
-    return Tracklet(camera_id=camera, track_id=track_id, frames=frames,
-                    timestamps_s=frames / FPS, xyxy=np.zeros((len(frames), 4)),
-                    embedding=v / np.linalg.norm(v), quality=quality)
+    frames = range(round(start_s * FPS), round(end_s * FPS) + 1)
+    return make_tracklet(camera, track_id, frames, vector, FPS, quality)
 
 
 def _replay(revisions) -> dict[tuple[str, int], int]:
