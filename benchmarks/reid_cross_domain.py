@@ -8,7 +8,7 @@ saw those four folders, so their rows measure generalisation to unseen cameras.
 
 Usage (from the repository root)::
 
-    python3 benchmarks/reid_cross_domain.py \\
+    python3 -m benchmarks.reid_cross_domain \\
         --weights hacnn=weights/hacnn_cuhk.safetensors \\
         osnet=../shared/data/weights/osnet_x0_25_msmt17.onnx --json runs/xdomain.json
 

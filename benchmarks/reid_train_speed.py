@@ -17,9 +17,9 @@ Each variant runs ``--warmup`` steps, then ``--steps`` timed steps; the median o
 
 Usage (from the repository root)::
 
-    python3 benchmarks/reid_train_speed.py --models hacnn --device cpu --threads 2 \\
+    python3 -m benchmarks.reid_train_speed --models hacnn --device cpu --threads 2 \\
         --batch-p 16 --steps 5 --repeats 3 --legacy
-    python3 benchmarks/reid_train_speed.py --models hacnn pfsa rga --device cuda \\
+    python3 -m benchmarks.reid_train_speed --models hacnn pfsa rga --device cuda \\
         --amp bf16 --channels-last on --compile   # on a GPU
 
 Prints one JSON object per line (model, variant, options, images/s per block, median).
