@@ -171,7 +171,7 @@ class RunParts:
     threads: int
     stop: threading.Event
     interrupted: list[str]
-    wall_start: float = field(default_factory=time.perf_counter)
+    wall_start: float = field(default_factory=time.perf_counter)  # perf_counter() at start
 
 
 def _camera_detector(config: RunConfig, device: str) -> Any:
@@ -270,6 +270,7 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
     timer = StageTimer()
     stop = threading.Event()
     interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
+    wall_start = time.perf_counter()  # the run's clock starts before the sources open
     epoch = time.monotonic()
     sources = [stack.enter_context(open_source(
         camera_id=c.id, uri=c.source, fps=c.fps,
@@ -294,4 +295,5 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
                          camera_set=camera_set, sinks=sinks)
     return RunParts(live=live, association=association, cameras=cameras, sources=sources,
                     camera_set=camera_set, ticks=ticks, sinks=sinks, house=house, timer=timer,
-                    device=device, threads=threads, stop=stop, interrupted=interrupted)
+                    device=device, threads=threads, stop=stop, interrupted=interrupted,
+                    wall_start=wall_start)
