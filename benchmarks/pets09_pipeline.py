@@ -1,7 +1,7 @@
 """PETS09-S2L1 through the whole pipeline, scored with trackeval against its gt.
 
 Usage (from the repository root):
-    python3 benchmarks/pets09_pipeline.py [--config CONFIG] [--out DIR] [--max-frames N]
+    python3 -m benchmarks.pets09_pipeline [--config CONFIG] [--out DIR] [--max-frames N]
 
 Prints one JSON object: HOTA, DetA, AssA, IDF1, MOTA, IDSW, FP, FN and the run's
 throughput and per-stage milliseconds (docs/PIPELINE.md quotes it).
