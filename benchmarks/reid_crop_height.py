@@ -1,7 +1,7 @@
 """Re-id accuracy against crop height: where ``reid.min_height_px`` should cut.
 
 Usage (from the repository root):
-    python3 benchmarks/reid_crop_height.py [--heights 160,96,64,48,32,24]
+    python3 -m benchmarks.reid_crop_height [--heights 160,96,64,48,32,24]
 
 The CUHK01 test protocol (ids 0486-0971, cam1 -> cam2 and back) with every crop first
 shrunk to a height of h pixels (aspect kept, area interpolation, as a distant person
@@ -19,16 +19,15 @@ import os
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from pipeline.reid.datasets import load_protocol
+from pipeline.reid.embedder import CropEmbedder
+from pipeline.reid.metrics import cosine_distance, evaluate_rank
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.reid.datasets import load_protocol  # noqa: E402
-from pipeline.reid.embedder import CropEmbedder  # noqa: E402
-from pipeline.reid.metrics import cosine_distance, evaluate_rank  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "reid"
 

@@ -16,9 +16,9 @@ threshold (option d), plus the median ms of one frame's detection (letterbox, ne
 calls, NMS, tile merge). Options take turns frame by frame so they share the background
 load; compare ratios within one run. Prints one JSON document.
 
-    flock /tmp/cpu.lock nice -n 5 python3 benchmarks/small_people.py --step 10 --threads 2 \
+    flock /tmp/cpu.lock nice -n 5 python3 -m benchmarks.small_people --step 10 --threads 2 \
         > small_people.json
-    python3 benchmarks/small_people.py --markdown small_people.json   # the doc's tables
+    python3 -m benchmarks.small_people --markdown small_people.json   # the doc's tables
 """
 
 from __future__ import annotations
@@ -35,17 +35,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.detection import YoloDetector
+from pipeline.detection.multiview import detect_with_plan
+from pipeline.detection.views import ViewOptions, plan_view
+from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 PETS = DATA / "video" / "pets09_s2l1"
 MOT = DATA / "mot" / "MOT17-mini" / "train"
 WEIGHTS = ROOT / "weights" / "yolov8n_recovered.pt"
-
-from pipeline.detection import YoloDetector  # noqa: E402
-from pipeline.detection.multiview import detect_with_plan  # noqa: E402
-from pipeline.detection.views import ViewOptions, plan_view  # noqa: E402
-from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy  # noqa: E402
 
 BUCKETS = (0, 50, 100, 150, 250, float("inf"))
 BUCKET_NAMES = ("<50", "50-100", "100-150", "150-250", ">=250")

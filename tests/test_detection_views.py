@@ -123,17 +123,25 @@ def _config(tmp_path, detection: str) -> Path:
     ("{tile: auto}", "unknown key.*'tile'"),
 ])
 def test_bad_detection_options_name_the_camera_and_the_file(tmp_path, detection, message):
+    # The config keeps the mapping; a run checks it when it is built, before any model
+    # loads (pipeline.assembly.camera_views, the components own their options).
+    from pipeline.assembly import camera_views
+
     path = _config(tmp_path, detection)
     with pytest.raises(ConfigError, match=message) as caught:
-        load_config(path)
+        camera_views(load_config(path))
     assert "camera 'lobby'" in str(caught.value) and str(path) in str(caught.value)
 
 
 def test_detection_options_load_from_the_camera_mapping(tmp_path):
+    from pipeline.assembly import camera_views
+
     config = load_config(_config(tmp_path, "{imgsz: auto, tiles: auto, "
                                  "roi: [[[0, 300], [1920, 300], [1920, 1080]]]}"))
     assert config.cameras[0].detection is None
-    view = config.cameras[1].detection
+    views = camera_views(config)
+    assert views[config.cameras[0].id] == ViewOptions()
+    view = views[config.cameras[1].id]
     assert view.imgsz == "auto" and view.tiles == "auto" and len(view.roi) == 1
 
 

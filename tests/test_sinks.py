@@ -124,7 +124,7 @@ def test_embedding_policy_is_validated_and_reset_when_a_camera_comes_back():
             return [np.tile(np.eye(3, dtype=np.float32)[0], (len(b), 1)) for b in boxes]
 
     class FakeDetector:
-        def detect(self, images):
+        def detect(self, images, camera_ids=None):
             return [make_dets([[10, 10, 50, 110]]) for _ in images]
 
     policy = PolicyEmbedder(embedder=FakeEmbedder(), camera_ids=["c1"],
