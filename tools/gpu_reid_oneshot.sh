@@ -53,7 +53,7 @@ AMP=bf16; CL=on; [ "$DEV" = cpu ] && { AMP=off; CL=off; }
 
 # 1. Throughput (short): loop vs ceiling vs legacy feeding, HA-CNN, batch 128.
 steps=20; [ "$DEV" = cpu ] && steps=1
-timeout 75 $PY benchmarks/reid_train_speed.py --models hacnn --device "$DEV" --amp "$AMP" \
+timeout 75 $PY -m benchmarks.reid_train_speed --models hacnn --device "$DEV" --amp "$AMP" \
   --channels-last "$CL" --prefetch on --threads 8 --steps $steps --repeats 3 --legacy \
   > "$W/speed_hacnn.jsonl" 2> "$W/speed_hacnn.err"
 cat "$W/speed_hacnn.jsonl"
