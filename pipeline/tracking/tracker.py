@@ -7,9 +7,16 @@ when present, arrive on the ``Detections``.
 Association per frame (ByteTrack, with appearance in the first stage):
 
 1. high-score detections vs confirmed tracked + lost tracks: score-fused IoU, fused
-   with appearance (``costs.fuse_motion_appearance``) when embeddings are present;
-2. low-score detections vs the still unmatched *tracked* tracks: IoU only (weak
-   detections are often occluded people whose crops would poison the appearance);
+   with appearance (``costs.fuse_motion_appearance``) when embeddings are present. A
+   *lost* track takes a box only when their appearances agree (cosine distance <=
+   ``appearance_thresh``) wherever both carry a vector: its prediction drifts while it
+   is unseen, and overlap alone hands it the next person who walks into that place;
+2. low-score detections vs the still unmatched tracks: IoU only (weak detections are
+   often occluded people whose crops would poison the appearance). With
+   ``low_extends_lost`` (default) lost tracks take part too, so a partly hidden person
+   whose score dropped re-acquires their track instead of waiting for a strong box;
+   the IoU gate (``second_match_thresh``) keeps this to boxes on the prediction, and
+   low-score boxes never start tracks;
 3. unconfirmed (tentative) tracks vs the remaining high-score detections;
 4. new tentative tracks from the remaining detections scoring >= ``new_track_thresh``;
 5. tracks unmatched for more than ``max_lost_frames`` frames are removed.
@@ -93,6 +100,13 @@ class ByteTracker:
         fusion: "weighted" or "min", see ``costs.fuse_motion_appearance``.
         ema_alpha: Momentum of a track's appearance (``e = a * e + (1 - a) * new``).
         duplicate_iou: A lost track overlapping a tracked one above this is dropped.
+        score_scale: The score the detector gives a certain detection. Scores are
+            divided by it (and clipped to [0, 1]) before every threshold and the score
+            fusion, so detections replayed from another detector (e.g. MOT15's ACF,
+            -0.5 ... 139) track like probabilities once their scale is declared; the
+            output keeps the detector's own scores. 1.0 = scores are probabilities.
+        low_extends_lost: Let low-score detections re-acquire lost tracks (stage 2),
+            not only extend tracked ones.
 
     The score thresholds (0.4 / 0.1 / 0.5) come from ``benchmarks/tracker_thresholds.py``
     (PETS09 with the real detector, HA-CNN and motion only) and the MOT17 noise study
@@ -118,6 +132,8 @@ class ByteTracker:
         fusion: str = "weighted",
         ema_alpha: float = 0.9,
         duplicate_iou: float = 0.85,
+        score_scale: float = 1.0,
+        low_extends_lost: bool = True,
     ) -> None:
         if not 0.0 <= low_thresh <= high_thresh <= 1.0:
             raise ValueError(
@@ -125,6 +141,11 @@ class ByteTracker:
             )
         if fusion not in FUSION_MODES:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSION_MODES}")
+        if not score_scale > 0 or not np.isfinite(score_scale):
+            raise ValueError(
+                f"score_scale must be a positive number (the score your detector gives a "
+                f"certain detection, 1.0 for probabilities), got {score_scale}"
+            )
         if min_hits < 1 or max_lost_frames < 0:
             raise ValueError("min_hits must be >= 1 and max_lost_frames >= 0")
         self.high_thresh = float(high_thresh)
@@ -142,6 +163,8 @@ class ByteTracker:
         self.fusion = fusion
         self.ema_alpha = float(ema_alpha)
         self.duplicate_iou = float(duplicate_iou)
+        self.score_scale = float(score_scale)
+        self.low_extends_lost = bool(low_extends_lost)
         self.reset()
 
     def reset(self) -> None:
@@ -213,7 +236,11 @@ class ByteTracker:
             mode=self.fusion,
         )
         motion_only = np.where(iou >= self.min_iou, motion, np.inf)
-        return np.where(no_appearance, motion_only, fused).astype(np.float32)
+        cost = np.where(no_appearance, motion_only, fused)
+        # Re-acquisition: a lost track takes a box only when its appearance agrees too.
+        lost = np.array([t.state is TrackState.LOST for t in pool])[:, None]
+        disagree = ~no_appearance & (np.clip(app, 0.0, 1.0) > self.appearance_thresh)
+        return np.where(lost & disagree, np.inf, cost).astype(np.float32)
 
     # -- the frame step --------------------------------------------------------------
 
@@ -230,6 +257,11 @@ class ByteTracker:
         """
         self._frame += 1
         frame = self._frame
+        raw = detections
+        if self.score_scale != 1.0:
+            detections = Detections(
+                xyxy=raw.xyxy, score=np.clip(raw.score / self.score_scale, 0.0, 1.0),
+                embedding=raw.embedding)
         det_xyah = xyxy_to_xyah(detections.xyxy)
         emb = detections.embedding if detections.has_embedding else None
         matched: dict[int, _Track] = {}  # detection row -> track
@@ -253,13 +285,16 @@ class ByteTracker:
             matched[d] = pool[i]
         high = high[rest_d]
 
-        # Stage 2: low detections vs tracks that were being tracked, IoU only.
-        remaining = [pool[i] for i in rest_t if pool[i].state is TrackState.TRACKED]
+        # Stage 2: low detections vs the unmatched tracks (tracked; lost too with
+        # low_extends_lost), IoU only.
+        remaining = [pool[i] for i in rest_t if pool[i].state is TrackState.TRACKED
+                     or self.low_extends_lost]
         cost = iou_distance(self._boxes(remaining), detections.xyxy[low])
         pairs, rest_t2, _ = linear_assignment(cost, self.second_match_thresh)
         for i, j in pairs:
             d = int(low[j])
             self._apply(remaining[i], det_xyah[d], None)  # weak crops: keep appearance
+            remaining[i].state = TrackState.TRACKED
             matched[d] = remaining[i]
         for i in rest_t2:
             remaining[i].state = TrackState.LOST
@@ -296,7 +331,7 @@ class ByteTracker:
             and not (t.state is TrackState.LOST and frame - t.last_frame > self.max_lost_frames)
         ]
         self._tracks = self._drop_duplicate_lost(kept) + born
-        return self._output(detections, matched)
+        return self._output(raw, matched)
 
     def _drop_duplicate_lost(self, tracks: list[_Track]) -> list[_Track]:
         """Drop lost tracks whose prediction sits on a tracked one: they are stale
