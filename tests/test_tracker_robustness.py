@@ -112,3 +112,12 @@ def test_declared_score_scale_gives_the_same_tracks():
 def test_bad_score_scale_is_refused(scale):
     with pytest.raises(ValueError, match="score_scale"):
         ByteTracker(score_scale=scale)
+
+
+def test_config_can_declare_the_tracker_options():
+    from pipeline.config import ConfigError, check_params
+
+    check_params(ByteTracker, {"score_scale": 100.0, "low_extends_lost": False}, "tracker",
+                 "run.yaml")
+    with pytest.raises(ConfigError, match="score_scal"):
+        check_params(ByteTracker, {"score_scal": 100.0}, "tracker", "run.yaml")
