@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.lib.noise import NoiseLevel, make_detections, read_seqinfo
 from pipeline.evaluation.mot import read_mot_txt
-from pipeline.evaluation.noise import NoiseLevel, make_detections, read_seqinfo
 from pipeline.tracking import ByteTracker
 from pipeline.types import Detections
 
