@@ -349,7 +349,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.extra_train:
         split = with_extra_sources(split, args.data, args.extra_train)
     if args.init_from is not None:
-        model, init_card = load_reid_model(args.init_from)
+        model, _ = load_reid_model(args.init_from)
         if model_name(model) != args.model:
             raise ValueError(f"--init-from {args.init_from} holds a {model_name(model)!r} "
                              f"model, not {args.model!r}")
