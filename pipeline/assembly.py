@@ -228,7 +228,8 @@ def _embedding(config: RunConfig, device: str, threads: int) -> Any:
     try:
         policy = EmbeddingPolicy(min_score=config.reid.min_score,
                                  min_height_px=config.reid.min_height_px,
-                                 refresh_frames=config.reid.refresh_frames)
+                                 refresh_frames=config.reid.refresh_frames,
+                                 max_crops_per_frame=config.reid.max_crops_per_frame)
     except ValueError as error:
         raise ValueError(f"{config.source_file}: {error}") from None
     embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),

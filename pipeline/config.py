@@ -95,13 +95,17 @@ class ReidConfig:
         min_height_px: Crops shorter than this are not embedded (too little detail).
         enabled: False runs motion-only tracking and skips cross-camera association.
         precision: "fp32" or "bf16" arithmetic for the re-id model (torch autocast or
-            OpenVINO inference precision).
+            OpenVINO inference precision), or "int8" (OpenVINO: the NNCF-quantised IR
+            beside ``weights``, made by ``tools/quantize_openvino.py``).
         backend: "torch", "openvino" (the safetensors file is converted at start-up)
             or "onnx" (weights must then be an exported .onnx file).
         refresh_frames: A detection that clearly continues a track, with no other
             person near, is re-embedded only when the track's last embedding is this
             many frames old; births and ambiguous detections are always embedded.
             1 embeds every eligible detection (see ``pipeline.reid.schedule``).
+        max_crops_per_frame: Crop budget per camera frame, shared by a tick's cameras:
+            births first, then crowded detections, then the stalest refreshes (see
+            ``pipeline.reid.policy``); null = no budget.
     """
 
     model: str = "hacnn"
@@ -113,6 +117,7 @@ class ReidConfig:
     precision: str = "fp32"
     backend: str = "torch"
     refresh_frames: int = 1
+    max_crops_per_frame: float | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ refresh period), validated once; :class:`PolicyEmbedder` applies them to every
 camera of a tick with one :class:`~pipeline.reid.schedule.EmbeddingScheduler` per
 camera, embeds the chosen crops of all cameras in shared batches and leaves zero rows
 for the rest, which the tracker and tracklet builder read as "no appearance".
+
+With a crop budget (``max_crops_per_frame``) a tick embeds at most that many crops per
+camera frame, shared by its cameras: births first, then detections near another person,
+then the stalest refreshes; a refresh put off is simply due again on the next frame.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.reid.schedule import EmbeddingScheduler
+from pipeline.reid.schedule import BIRTH, SKIP, EmbeddingScheduler
 from pipeline.types import Detections, Tracks
 
 __all__ = ["EmbeddingPolicy", "PolicyEmbedder"]
@@ -31,6 +35,9 @@ class EmbeddingPolicy:
         refresh_frames: A detection that clearly continues a track, with no other person
             near, is re-embedded only when the track's last embedding is this many
             frames old; births and ambiguous detections always are (1 = every frame).
+        max_crops_per_frame: Crop budget: at most this many crops per camera frame on
+            average over a tick's frames (a 4-camera tick embeds up to 4x this many);
+            None = no budget. Births are never put off, whatever the budget.
 
     Raises:
         ValueError: A value out of range.
@@ -39,6 +46,7 @@ class EmbeddingPolicy:
     min_score: float = 0.4
     min_height_px: float = 32.0
     refresh_frames: int = 1
+    max_crops_per_frame: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
@@ -47,6 +55,9 @@ class EmbeddingPolicy:
             raise ValueError(f"reid.min_height_px must be >= 0, got {self.min_height_px}")
         if int(self.refresh_frames) < 1:
             raise ValueError(f"reid.refresh_frames must be >= 1, got {self.refresh_frames}")
+        if self.max_crops_per_frame is not None and not self.max_crops_per_frame > 0:
+            raise ValueError("reid.max_crops_per_frame must be > 0 or null (no budget), got "
+                             f"{self.max_crops_per_frame}")
 
     def eligible(self, detections: Detections) -> np.ndarray:
         """(N,) bool: detections good enough to embed at all (score and height)."""
@@ -80,15 +91,17 @@ class PolicyEmbedder:
                            for cid in camera_ids}
         self.eligible = 0  # detections good enough to embed
         self.embedded = 0  # of those, embedded (the schedule skipped the rest)
+        self.deferred = 0  # chosen by the schedule but put off by the crop budget
 
     def __call__(self, camera_ids: Sequence[str], images: Sequence[np.ndarray],
                  dets: list[Detections]) -> list[Detections]:
         """The detections of one tick with embeddings: chosen rows filled, others zero."""
-        keep = []
+        ranks = []
         for cid, d in zip(camera_ids, dets, strict=True):
             eligible = self.policy.eligible(d)
-            keep.append(self.schedulers[cid].select(d, eligible))
+            ranks.append(self.schedulers[cid].priorities(d, eligible))
             self.eligible += int(eligible.sum())
+        keep = self._within_budget(ranks, len(dets))
         vectors = self.embedder.embed(images, [d.xyxy[k] for d, k in zip(dets, keep, strict=True)])
         dim = self.embedder.embedding_dim
         out = []
@@ -98,6 +111,31 @@ class PolicyEmbedder:
             self.embedded += int(k.sum())
             out.append(Detections(xyxy=d.xyxy, score=d.score, embedding=full))
         return out
+
+    def _within_budget(self, ranks: list[tuple[np.ndarray, np.ndarray]],
+                       frames: int) -> list[np.ndarray]:
+        """Per frame, the detections to embed: all chosen, or the most urgent in budget."""
+        keep = [priority < SKIP for priority, _ in ranks]
+        if self.policy.max_crops_per_frame is None:
+            return keep
+        budget = int(round(self.policy.max_crops_per_frame * frames))
+        chosen = sum(int(k.sum()) for k in keep)
+        if chosen <= budget:
+            return keep
+        # One list of (priority, -age, frame, row) over the tick; stable for equal keys.
+        priority = np.concatenate([p for p, _ in ranks])
+        age = np.concatenate([a for _, a in ranks])
+        frame = np.concatenate([np.full(len(p), i) for i, (p, _) in enumerate(ranks)])
+        row = np.concatenate([np.arange(len(p)) for p, _ in ranks])
+        order = np.lexsort((row, frame, -age, priority))
+        order = order[priority[order] < SKIP]
+        births = int((priority == BIRTH).sum())
+        take = order[: max(budget, births)]
+        self.deferred += chosen - len(take)
+        keep = [np.zeros(len(p), bool) for p, _ in ranks]
+        for i in take.tolist():
+            keep[frame[i]][row[i]] = True
+        return keep
 
     def observe(self, camera_id: str, tracks: Tracks) -> None:
         """Feed a camera's tracker output back to its schedule."""
@@ -111,4 +149,4 @@ class PolicyEmbedder:
         """Counts for the run summary."""
         share = self.embedded / self.eligible if self.eligible else 0.0
         return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
-                "embedded_share": round(share, 4)}
+                "embedded_share": round(share, 4), "deferred_by_budget": self.deferred}

@@ -13,7 +13,10 @@ appearance is already known and which no other person is near. A
 - its track's appearance is stale: the track was last embedded ``refresh_frames``
   frames ago or more, so tracklet embeddings keep being sampled along the track.
 
-``refresh_frames=1`` embeds every eligible detection (the previous behaviour). The
+``refresh_frames=1`` embeds every eligible detection (the previous behaviour).
+:meth:`EmbeddingScheduler.priorities` says which of those reasons applies, so a caller
+with a crop budget (:class:`~pipeline.reid.policy.PolicyEmbedder`) can keep births and
+ambiguous detections and put stale refreshes off to a later frame. The
 scheduler only reads :class:`~pipeline.types.Detections` and the tracker's output
 :class:`~pipeline.types.Tracks`; it never touches the tracker.
 """
@@ -25,7 +28,16 @@ import numpy as np
 from pipeline.geometry import iou_matrix
 from pipeline.types import Detections, Tracks
 
-__all__ = ["EmbeddingScheduler"]
+__all__ = ["AMBIGUOUS", "BIRTH", "REFRESH", "SKIP", "EmbeddingScheduler"]
+
+BIRTH = 0
+"""Priority of a detection that starts a track or continues one never embedded."""
+AMBIGUOUS = 1
+"""Priority of a detection near another person (where identity switches happen)."""
+REFRESH = 2
+"""Priority of a detection whose track's embedding is merely stale."""
+SKIP = 3
+"""Not embedded this frame (not eligible, or its track's embedding is fresh)."""
 
 
 class EmbeddingScheduler:
@@ -56,12 +68,14 @@ class EmbeddingScheduler:
         self._boxes = np.zeros((0, 4), np.float32)  # previous frame's track boxes
         self._ids = np.zeros((0,), np.int64)
         self._age: dict[int, int] = {}  # track id -> frames since its last embedding
+        self._embedded: set[int] = set()  # shown tracks embedded at least once
 
     def reset(self) -> None:
         """Forget all tracks (e.g. after a camera reconnects)."""
         self._boxes = np.zeros((0, 4), np.float32)
         self._ids = np.zeros((0,), np.int64)
         self._age.clear()
+        self._embedded.clear()
 
     def select(self, detections: Detections, eligible: np.ndarray) -> np.ndarray:
         """Boolean mask of the detections to embed this frame.
@@ -73,9 +87,30 @@ class EmbeddingScheduler:
         Returns:
             (N,) bool, a subset of ``eligible``.
         """
+        return self.priorities(detections, eligible)[0] < SKIP
+
+    def priorities(self, detections: Detections,
+                   eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Why each detection would be embedded this frame, and how stale its track is.
+
+        Args:
+            detections: This frame's detections.
+            eligible: (N,) bool, detections good enough to embed at all (score, size).
+
+        Returns:
+            ``(priority, age)``: (N,) int, one of ``BIRTH``, ``AMBIGUOUS``, ``REFRESH``
+            (embed, most urgent first) or ``SKIP``; and (N,) int, frames since the
+            continued track's last embedding (0 for births), to order refreshes.
+        """
         eligible = np.asarray(eligible, bool).reshape(-1)
-        if self.refresh_frames == 1 or not eligible.any() or len(self._ids) == 0:
-            return eligible.copy()
+        n = len(eligible)
+        priority = np.full(n, SKIP, np.int64)
+        age = np.zeros(n, np.int64)
+        if not eligible.any():
+            return priority, age
+        if len(self._ids) == 0:
+            priority[eligible] = BIRTH
+            return priority, age
         boxes = detections.xyxy
         to_tracks = iou_matrix(boxes, self._boxes)  # (N, T)
         order = np.sort(to_tracks, axis=1)
@@ -88,10 +123,18 @@ class EmbeddingScheduler:
         crowded = among.max(axis=1, initial=0.0) > self.ambiguity_iou
         continues = (best_iou >= self.continuation_iou) & (second_iou <= self.ambiguity_iou)
         claimed = np.bincount(best[continues], minlength=len(self._ids))
-        fresh = np.array([self._age.get(int(t), self.refresh_frames) + 1 < self.refresh_frames
-                          for t in self._ids[best]], bool)
-        skip = continues & ~crowded & (claimed[best] == 1) & fresh
-        return eligible & ~skip
+        ids = self._ids[best].tolist()
+        known = np.array([t in self._embedded for t in ids], bool)
+        age = np.array([self._age.get(t, self.refresh_frames) + 1 for t in ids], np.int64)
+        clear = continues & ~crowded & (claimed[best] == 1)
+        priority[:] = np.where(~(continues & known), BIRTH,
+                               np.where(~clear, AMBIGUOUS,
+                                        np.where(age < self.refresh_frames, SKIP, REFRESH)))
+        if self.refresh_frames == 1:  # every eligible detection, every frame
+            priority[(priority == SKIP)] = REFRESH
+        priority[~eligible] = SKIP
+        age[priority == BIRTH] = 0
+        return priority, age
 
     def observe(self, tracks: Tracks) -> None:
         """Record the tracker's output for this frame (call after every update).
@@ -105,6 +148,9 @@ class EmbeddingScheduler:
         ages = {}
         for tid, emb in zip(tracks.track_id.tolist(), embedded.tolist(), strict=True):
             ages[tid] = 0 if emb else self._age.get(tid, self.refresh_frames) + 1
+            if emb:
+                self._embedded.add(tid)
         self._age = ages
+        self._embedded &= ages.keys()
         self._ids = tracks.track_id.copy()
         self._boxes = tracks.xyxy.copy()
