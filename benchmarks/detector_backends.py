@@ -54,6 +54,7 @@ CONFIGS = [  # (name, weights, backend, imgsz, precision); references first
     ("onnx 384x640", RECOVERED, "onnx", (384, 640), None),
     ("onnx 576x1024", RECOVERED, "onnx", (576, 1024), None),
     ("openvino-f32 384x640", RECOVERED, "openvino", (384, 640), "f32"),
+    ("openvino-int8 384x640", RECOVERED, "openvino", (384, 640), "int8"),  # NNCF
     ("openvino-bf16 640x640", RECOVERED, "openvino", (640, 640), "bf16"),
     ("openvino-bf16 384x640", RECOVERED, "openvino", (384, 640), "bf16"),
     ("openvino-bf16 480x640", RECOVERED, "openvino", (480, 640), "bf16"),

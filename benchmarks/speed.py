@@ -13,6 +13,11 @@ Scenes: ``sample`` (``configs/sample.yaml``, 4 cameras x 150 frames, 960x540) an
   ``.pt`` file (``benchmarks/peer_trackers.py``'s ``openvino_export``; skipped for other
   files), the runtime our configs use.
 
+Levers: ``--lever NAME=KEY=VALUE[,KEY=VALUE...]`` adds a variant ``NAME``, the shipped
+config with those settings changed (``detector.KEY`` a detector parameter, ``reid.KEY`` a
+re-id field; values are YAML), run in turn with the others, e.g.
+``--lever int8=detector.precision=int8,reid.precision=int8``.
+
 Every run is its own process (fresh memory; peak RSS from ``os.wait4``); runs take turns
 variant by variant within a repeat so all share the same background load, and ratios are
 taken per repeat (against each ultralytics variant), then the median. Frames/s counts
@@ -46,12 +51,44 @@ VARIANTS = ("ours", "ours-motion", "ultralytics", "ultralytics-openvino")
 
 
 # ------------------------------------------------------------------------------ workers
-def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool) -> dict:
+def parse_lever(text: str) -> tuple[str, dict[str, object]]:
+    """``NAME=KEY=VALUE,KEY=VALUE`` -> (NAME, {KEY: value}); values parsed as YAML."""
+    import yaml
+
+    name, _, settings = text.partition("=")
+    overrides = {}
+    for item in filter(None, settings.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key.split(".")[0] not in ("detector", "reid") or "." not in key:
+            raise SystemExit(f"--lever {text!r}: expected NAME=detector.KEY=VALUE or "
+                             "reid.KEY=VALUE, comma-separated")
+        overrides[key] = yaml.safe_load(value)
+    if not name or not overrides or name in VARIANTS:
+        raise SystemExit(f"--lever {text!r}: give a new variant name and at least one setting")
+    return name, overrides
+
+
+def apply_overrides(config, overrides: dict[str, object]):
+    """The config with ``detector.KEY`` parameters / ``reid.KEY`` fields replaced."""
+    detector = dict(config.detector.params)
+    reid = {}
+    for key, value in overrides.items():
+        section, field = key.split(".", 1)
+        if section == "detector":
+            detector[field] = value
+        else:
+            reid[field] = value
+    return replace(config, detector=replace(config.detector, params=detector),
+                   reid=replace(config.reid, **reid))
+
+
+def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool,
+                overrides: dict[str, object] | None = None) -> dict:
     """One pipeline run in this process; the runner's summary figures."""
     from pipeline.config import load_config
     from pipeline.runner import RunOptions, run
 
-    config = load_config(config_path)
+    config = apply_overrides(load_config(config_path), overrides or {})
     if motion_only:
         config = replace(config, reid=replace(config.reid, enabled=False))
     with tempfile.TemporaryDirectory() as out:
@@ -60,7 +97,8 @@ def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool) ->
     return {"camera_frames": summary["camera_frames"], "loop_s": summary["loop_s"],
             "camera_frames_per_s": summary["camera_frames_per_s"],
             "stage_ms_per_camera_frame": summary["stage_ms_per_camera_frame"],
-            "threads": summary.get("threads")}
+            "threads": summary.get("threads"), "reid": summary.get("reid"),
+            "identities": summary.get("identities")}
 
 
 def worker_ultralytics(config_path: Path, max_frames: int | None, threads: int,
@@ -88,15 +126,19 @@ def worker_ultralytics(config_path: Path, max_frames: int | None, threads: int,
 
 
 # ------------------------------------------------------------------------------ driver
-def run_once(scene: str, variant: str, max_frames: int | None, threads: int) -> dict:
+def run_once(scene: str, variant: str, max_frames: int | None, threads: int,
+             overrides: dict[str, object] | None = None) -> dict:
     """One variant in a child process: its figures, process wall time and peak RSS."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant,
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--worker",
+           "ours" if overrides else variant,
            "--config", str(SCENES[scene]), "--threads", str(threads)]
+    if overrides:
+        cmd += ["--overrides", json.dumps(overrides)]
     if max_frames is not None:
         cmd += ["--max-frames", str(max_frames)]
     with tempfile.NamedTemporaryFile(suffix=".json") as result:
         start = time.perf_counter()
-        child = subprocess.Popen(cmd + ["--worker-out", result.name],
+        child = subprocess.Popen(cmd + ["--worker-out", result.name], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -121,13 +163,14 @@ def summarise(runs: list[dict]) -> dict:
             for k in stages},
         "process_s": statistics.median(r["process_s"] for r in runs),
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+        "crops_embedded": (runs[0].get("reid") or {}).get("embedded_detections"),
     }
 
 
 def markdown(report: dict) -> str:
     lines = ["| scene | variant | camera-frames | camera-frames/s (median) | runs | "
              "x ultralytics | x ultralytics-openvino | ms per camera-frame (median) | "
-             "peak RSS MB | process s |", "|---" * 10 + "|"]
+             "peak RSS MB | process s | crops embedded |", "|---" * 11 + "|"]
     for scene, variants in report["scenes"].items():
         for variant, s in variants.items():
             ratios = [report["ratios"].get(scene, {}).get(b, {}).get(variant)
@@ -138,7 +181,8 @@ def markdown(report: dict) -> str:
             runs = "/".join(f"{v:.1f}" for v in s["all_camera_frames_per_s"])
             lines.append(f"| {scene} | {variant} | {s['camera_frames']} | "
                          f"{s['camera_frames_per_s']:.1f} | {runs} | {cells} | {stages} | "
-                         f"{s['peak_rss_mb']:.0f} | {s['process_s']:.0f} |")
+                         f"{s['peak_rss_mb']:.0f} | {s['process_s']:.0f} | "
+                         f"{s.get('crops_embedded') or ''} |")
     return "\n".join(lines)
 
 
@@ -151,8 +195,12 @@ def main() -> int:
                         help="ticks per run (default: whole videos)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads of ultralytics' runtime (ours: the config's)")
+    parser.add_argument("--lever", action="append", default=[], type=parse_lever,
+                        metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+                        help="one more variant: the shipped config with these settings")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", type=json.loads, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,11 +210,13 @@ def main() -> int:
             figures = worker_ultralytics(args.config, args.max_frames, args.threads,
                                          openvino=args.worker == "ultralytics-openvino")
         else:
-            figures = worker_ours(args.config, args.max_frames, args.worker == "ours-motion")
+            figures = worker_ours(args.config, args.max_frames, args.worker == "ours-motion",
+                                  args.overrides)
         args.worker_out.write_text(json.dumps(figures))
         return 0
 
-    variants = list(args.variants)
+    levers = dict(args.lever)
+    variants = list(args.variants) + list(levers)
     if "ultralytics-openvino" in variants:
         from benchmarks.peer_trackers import detector_settings, openvino_export
 
@@ -182,7 +232,7 @@ def main() -> int:
     for repeat in range(args.repeats):
         for scene in args.scenes:
             for variant in variants:
-                r = run_once(scene, variant, args.max_frames, args.threads)
+                r = run_once(scene, variant, args.max_frames, args.threads, levers.get(variant))
                 raw.setdefault(scene, {}).setdefault(variant, []).append(r)
                 print(f"repeat {repeat + 1}/{args.repeats} {scene:7s} {variant:12s} "
                       f"{r['camera_frames_per_s']:7.2f} camera-frames/s, "
@@ -190,6 +240,7 @@ def main() -> int:
     report = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
                           "python": platform.python_version()},
               "repeats": args.repeats, "max_frames": args.max_frames, "threads": args.threads,
+              "levers": levers,
               "scenes": {s: {v: summarise(runs) for v, runs in vs.items()}
                          for s, vs in raw.items()},
               "ratios": {}, "raw": raw}

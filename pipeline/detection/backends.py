@@ -12,8 +12,10 @@ Thread counts are applied deliberately per runtime (each has its own pool; two p
 * ``torch``: ``torch.set_num_threads`` — process-wide, it also applies to re-id in PyTorch;
 * ``onnx``: ``intra_op_num_threads``, one inter-op thread, no spin-waiting (spinning
   threads steal the cores the other stages need);
-* ``openvino``: ``INFERENCE_NUM_THREADS``, one stream, latency hint, precision hint
-  (``bf16`` or ``f32``; None keeps OpenVINO's default, bf16 on CPUs with AVX512-BF16/AMX);
+* ``openvino``: ``INFERENCE_NUM_THREADS``, one stream and the latency hint (or ``streams``
+  streams sharing those threads, a tick's frames in flight together), precision hint
+  (``bf16`` or ``f32``; None keeps OpenVINO's default, bf16 on CPUs with AVX512-BF16/AMX;
+  ``int8`` loads the NNCF-quantised IR beside a ``.pt``, see ``pipeline.int8``);
 * ``litert``: the interpreter's ``num_threads``.
 
 A ``.pt`` file served by ``onnx``/``openvino`` is exported once to an ONNX file in a cache
@@ -179,11 +181,17 @@ class OnnxBackend(DetectorBackend):
 
 
 class OpenVinoBackend(DetectorBackend):
-    """An OpenVINO IR (``.xml``/dir), an ONNX file, or a ``.pt`` via ONNX, on the CPU."""
+    """An OpenVINO IR (``.xml``/dir), an ONNX file, or a ``.pt`` via ONNX, on the CPU.
+
+    ``precision="int8"`` with a ``.pt`` loads the INT8 IR made from it for this input size
+    (``pipeline.int8.detector_ir``); when there is none the network runs in f32 with a
+    warning that says how to make one. ``streams > 1`` compiles that many CPU streams
+    sharing ``threads`` and runs a batch's images as concurrent requests (``batches``).
+    """
 
     def __init__(self, *, weights: Path, imgsz: tuple[int, int], threads: int,
                  precision: str | None = None, cache_dir: Path | None = None,
-                 device: str = "cpu", **_: Any) -> None:
+                 device: str = "cpu", streams: int = 1, **_: Any) -> None:
         import openvino as ov
 
         _warn_cpu_only("openvino", device)
@@ -192,16 +200,23 @@ class OpenVinoBackend(DetectorBackend):
             if len(xmls) != 1:
                 raise ValueError(f"{weights}: expected exactly one .xml model, found {len(xmls)}")
             weights = xmls[0]
-        if weights.suffix.lower() == ".xml":
+        core = ov.Core()
+        int8 = None
+        if precision == "int8":
+            int8 = _int8_ir(weights, imgsz)
+            precision = None if int8 is None else "f32"  # f32 for the layers kept float
+        if int8 is not None:
+            path, self.names = int8
+        elif weights.suffix.lower() == ".xml":
             path, self.names = weights, _openvino_names(weights)
         else:
             path, self.names = _onnx_file(weights, imgsz, cache_dir)
-        core = ov.Core()
         model = core.read_model(str(path))
         self.input_hw = _static_hw(list(model.inputs[0].get_partial_shape()), imgsz, weights)
+        self.streams = int(streams)
         config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY" if self.streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": self.streams,
             "INFERENCE_NUM_THREADS": int(threads),
         }
         if precision is not None:
@@ -209,11 +224,41 @@ class OpenVinoBackend(DetectorBackend):
                 precision]
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
-        self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.batches = self.streams > 1
+        self._queue = ov.AsyncInferQueue(self._compiled, self.streams) if self.batches else None
+        self.precision = ("int8" if int8 is not None else
+                          self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(batch, np.float32)})
-        return self._request.get_output_tensor(0).data.copy()
+        if self._queue is None or len(batch) == 1:
+            self._request.infer({0: np.ascontiguousarray(batch[:1], np.float32)})
+            return self._request.get_output_tensor(0).data.copy()
+        out: list[np.ndarray | None] = [None] * len(batch)
+
+        def done(request: Any, index: int) -> None:
+            out[index] = request.get_output_tensor(0).data.copy()
+
+        self._queue.set_callback(done)
+        for i in range(len(batch)):
+            self._queue.start_async({0: np.ascontiguousarray(batch[i : i + 1], np.float32)}, i)
+        self._queue.wait_all()
+        return np.concatenate(out)
+
+
+def _int8_ir(weights: Path, imgsz: tuple[int, int]) -> tuple[Path, dict[int, str]] | None:
+    """The INT8 IR of ``.pt`` weights at ``imgsz`` and its class names; None (warned) if none."""
+    from pipeline.int8 import Int8Missing, detector_ir, read_sidecar
+
+    if weights.suffix.lower() != ".pt":
+        raise ValueError(f"detector precision int8 needs .pt weights (its INT8 IR is found "
+                         f"beside them), got {weights}")
+    ir = detector_ir(weights, imgsz)
+    try:
+        info = read_sidecar(ir, weights, "detector", f" --imgsz {imgsz[0]}x{imgsz[1]}")
+    except Int8Missing as missing:
+        logger.warning("%s; running this input size in f32", missing)
+        return None
+    return ir, {int(k): str(v) for k, v in info.get("names", {}).items()}
 
 
 BACKENDS: dict[str, type[DetectorBackend]] = {

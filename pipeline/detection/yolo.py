@@ -72,6 +72,7 @@ class YoloDetector:
         threads: int | None = None,
         precision: str | None = None,
         cache_dir: Path | None = None,
+        streams: int = 1,
     ) -> None:
         """Load the model.
 
@@ -96,11 +97,16 @@ class YoloDetector:
                 identical either way.
             threads: CPU threads of the runtime; None = ``os.cpu_count()``. For the
                 torch backend this sets ``torch.set_num_threads`` process-wide.
-            precision: OpenVINO inference precision, "bf16" or "f32"; None keeps
-                OpenVINO's default (bf16 on CPUs with AVX512-BF16/AMX, else f32).
+            precision: OpenVINO inference precision, "bf16", "f32" or "int8"; None keeps
+                OpenVINO's default (bf16 on CPUs with AVX512-BF16/AMX, else f32). "int8"
+                runs the NNCF-quantised IR made from ``.pt`` weights for this input size
+                (``tools/quantize_openvino.py``; f32 with a warning where there is none).
                 Ignored by the other backends.
             cache_dir: Where ``.pt`` weights are exported to ONNX for the onnx/openvino
                 backends; None = ``$MTMC_CACHE/detectors`` or ``~/.cache/mtmc/detectors``.
+            streams: OpenVINO only: CPU streams sharing ``threads``; with 2 or more, the
+                images of one ``detect`` call (a tick's frames) run as concurrent
+                requests, more frames per second than one 2-thread stream on 2 cores.
 
         Raises:
             FileNotFoundError: ``weights`` does not exist.
@@ -121,8 +127,11 @@ class YoloDetector:
             raise ValueError(f"max_det must be >= 1, got {max_det}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
-        if precision not in (None, "bf16", "f32"):
-            raise ValueError(f"precision must be 'bf16', 'f32' or None, got {precision!r}")
+        if precision not in (None, "bf16", "f32", "int8"):
+            raise ValueError(f"precision must be 'bf16', 'f32', 'int8' or None, got "
+                             f"{precision!r}")
+        if int(streams) < 1:
+            raise ValueError(f"streams must be >= 1, got {streams}")
         backend = backend or infer_backend(weights)
         if backend not in BACKENDS:
             raise ValueError(
@@ -140,6 +149,7 @@ class YoloDetector:
         self.batch = bool(batch)
         self.threads = int(threads or os.cpu_count() or 1)
         self.precision = precision
+        self.streams = int(streams)
         self._net = self._load(Path(cache_dir) if cache_dir else None)
         self.list_call = self.batch and self._net.batches
         self.resizable = weights.suffix.lower() == ".pt"
@@ -149,6 +159,7 @@ class YoloDetector:
             net = BACKENDS[self.backend](
                 weights=self.weights, imgsz=self.imgsz, threads=self.threads,
                 precision=self.precision, cache_dir=cache_dir, device=self.device,
+                streams=self.streams,
             )
             # Run once so errors surface now, not mid-stream (and lazy init is paid here).
             self._forward(net, [np.zeros((*self.imgsz, 3), np.uint8)])
@@ -165,8 +176,11 @@ class YoloDetector:
                 f"{self.weights}: class {PERSON_CLASS} is {net.names[PERSON_CLASS]!r}, "
                 "expected 'person'; use a COCO-trained detection model."
             )
-        logger.info("Loaded YOLO detector %s (backend=%s, imgsz=%s, threads=%d)",
-                    self.weights, self.backend, self.imgsz, self.threads)
+        logger.info("Loaded YOLO detector %s (backend=%s, imgsz=%s, threads=%d%s)",
+                    self.weights, self.backend, self.imgsz, self.threads,
+                    "".join(f", {k}={v}" for k, v in (
+                        ("precision", getattr(net, "precision", None)),
+                        ("streams", getattr(net, "streams", 1))) if v not in (None, 1)))
         return net
 
     def detect(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:

@@ -112,8 +112,9 @@ class CropEmbedder:
         interpolation: Resize mode, see :func:`preprocess_crops`.
         precision: Arithmetic for the torch and openvino backends: "fp32", or "bf16"
             (torch autocast / OpenVINO inference precision; faster on CPUs with
-            AVX-512 BF16, and the arithmetic the shipped HA-CNN was trained in).
-            Outputs are float32 either way.
+            AVX-512 BF16, and the arithmetic the shipped HA-CNN was trained in), or
+            "int8" (openvino only: the NNCF-quantised IR beside the safetensors file,
+            ``pipeline.int8``). Outputs are float32 either way.
         flip: Test-time augmentation: embed each crop and its mirror image and keep
             the normalised mean (twice the model work per crop).
 
@@ -136,8 +137,12 @@ class CropEmbedder:
         precision: str = "fp32",
         flip: bool = False,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"unknown re-id precision {precision!r}; choose one of: bf16, fp32")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"unknown re-id precision {precision!r}; choose one of: bf16, "
+                             "fp32, int8")
+        if precision == "int8" and backend != "openvino":
+            raise ValueError("re-id precision int8 runs on the openvino backend only (its "
+                             f"NNCF-quantised IR), not {backend!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if interpolation not in _INTERP:

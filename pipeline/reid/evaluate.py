@@ -174,8 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "openvino", "onnx"),
                         default="auto",
                         help="inference backend; auto: onnx for .onnx files, torch otherwise")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="torch autocast / OpenVINO inference precision")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                        help="torch autocast / OpenVINO inference precision; int8: the "
+                             "OpenVINO INT8 IR beside the safetensors file")
     parser.add_argument("--flip", action="store_true",
                         help="test-time augmentation: average each crop's embedding with "
                         "its mirror image's (reported separately from the plain protocol)")

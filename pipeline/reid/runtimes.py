@@ -130,7 +130,12 @@ class TorchRuntime(ReidRuntime):
 
 
 class OpenVinoRuntime(ReidRuntime):
-    """OpenVINO on the CPU: an ``.xml`` IR, or our safetensors converted at load."""
+    """OpenVINO on the CPU: an ``.xml`` IR, or our safetensors converted at load.
+
+    ``precision="int8"`` with our safetensors runs the NNCF-quantised IR made from them
+    (``pipeline.int8.reid_ir``, ``tools/quantize_openvino.py``); the model card still
+    comes from the safetensors file, which must be the one the IR was made from.
+    """
 
     def __init__(self, *, model: object, weights: Path | str | None, device: str,
                  threads: int | None, precision: str, input_hw: tuple[int, int] | None) -> None:
@@ -138,7 +143,9 @@ class OpenVinoRuntime(ReidRuntime):
 
         core = ov.Core()
         hint = "f32"
-        if precision == "bf16":
+        if precision == "int8":
+            weights = self._int8_weights(weights, model)
+        elif precision == "bf16":
             if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
                 hint = "bf16"
             else:
@@ -161,7 +168,25 @@ class OpenVinoRuntime(ReidRuntime):
             with tempfile.TemporaryDirectory(prefix="mtmc_reid_") as tmp:
                 ov_model = ov.convert_model(str(export_onnx(net, Path(tmp) / "reid.onnx")))
         self._compiled = core.compile_model(ov_model, "CPU", config)
-        logger.info("re-id model compiled for OpenVINO (%s)", config["INFERENCE_PRECISION_HINT"])
+        logger.info("re-id model compiled for OpenVINO (%s)",
+                    "int8" if precision == "int8" else config["INFERENCE_PRECISION_HINT"])
+
+    def _int8_weights(self, weights: Path | str | None, model: object) -> Path:
+        """The INT8 IR of our safetensors ``weights``; the card is read from them."""
+        from pipeline.int8 import read_sidecar, reid_ir
+        from pipeline.reid.weights import read_card
+
+        path = _check_file(weights, "the OpenVINO backend")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"re-id precision int8 needs our .safetensors weights (its INT8 "
+                             f"IR is found beside them), got {path}")
+        ir = reid_ir(path)
+        read_sidecar(ir, path, "reid")
+        self.card = read_card(path)
+        if isinstance(model, str) and self.card and self.card.get("model", model) != model:
+            raise ValueError(
+                f"{path} holds model {self.card.get('model')!r}, but {model!r} was requested")
+        return ir
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._compiled(x)[self._compiled.output(0)]

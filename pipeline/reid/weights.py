@@ -139,11 +139,26 @@ def load_reid_model(path: Path, *, device: str = "cpu") -> tuple[nn.Module, dict
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit model {name!r} {config}: {exc}") from exc
     model.to(device).eval()
+    return model, read_card(path, metadata)
+
+
+def read_card(path: Path, metadata: dict[str, str] | None = None) -> dict:
+    """The model card of a file written by :func:`save_reid_weights`, without loading it.
+
+    The JSON card beside the file if present and readable, else the metadata (``model``,
+    ``config``).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: not an mtmc re-id file.
+    """
+    path = Path(path)
+    metadata = metadata if metadata is not None else read_metadata(path)
+    card: dict = {"model": metadata["model"], "config": json.loads(metadata["config"])}
     card_path = path.with_suffix(".json")
-    card: dict = {"model": name, "config": config}
     if card_path.is_file():
         try:
             card = json.loads(card_path.read_text())
         except json.JSONDecodeError:
             log.warning("ignoring unreadable model card %s", card_path)
-    return model, card
+    return card
