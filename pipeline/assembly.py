@@ -250,6 +250,7 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
         stack: Owns the sources, the signal handlers and the sinks' failure path.
     """
     from pipeline.sources import CameraSet, is_stream_uri, open_source
+    from pipeline.sources.ahead import DecodeAhead
     from pipeline.tracking import TRACKERS, TrackletBuilder
 
     where = config.source_file
@@ -292,6 +293,8 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
     camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
                            duration_s=options.duration_s, stop=stop, yield_empty=True)
     ticks = iter(camera_set)
+    if config.decode_ahead and not live:
+        ticks = stack.enter_context(DecodeAhead(ticks, config.decode_ahead))
     house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
                          camera_set=camera_set, sinks=sinks)
     return RunParts(live=live, association=association, cameras=cameras, sources=sources,

@@ -138,7 +138,11 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one ``mtmc run`` needs. Built by :func:`load_config`."""
+    """Everything one ``mtmc run`` needs. Built by :func:`load_config`.
+
+    ``decode_ahead``: recorded cameras only, ticks decoded ahead on a thread while the
+    networks work (``pipeline.sources.ahead``); 0 decodes in the loop.
+    """
 
     cameras: tuple[CameraConfig, ...]
     detector: ComponentConfig
@@ -149,12 +153,13 @@ class RunConfig:
     output: OutputConfig
     device: str = "cpu"
     threads: int | None = None
+    decode_ahead: int = 0
     source_file: str = "<dict>"
 
 
 _TOP_KEYS = {
     "cameras", "detector", "tracker", "reid", "tracklets", "association", "output",
-    "device", "threads",
+    "device", "threads", "decode_ahead",
 }
 
 
@@ -226,6 +231,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
     output = _dataclass_from(OutputConfig, _mapping(data.get("output"), "output", where),
                              "output", where)
     threads = data.get("threads")
+    decode_ahead = data.get("decode_ahead", 0)
+    if isinstance(decode_ahead, bool) or not isinstance(decode_ahead, int) or decode_ahead < 0:
+        raise ConfigError(f"{where}: decode_ahead must be an integer >= 0 (ticks decoded "
+                          f"ahead; 0 = off), got {decode_ahead!r}")
     return RunConfig(
         cameras=tuple(cameras),
         detector=detector,
@@ -236,6 +245,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
         output=output,
         device=str(data.get("device", "cpu")),
         threads=None if threads is None else int(threads),
+        decode_ahead=decode_ahead,
         source_file=where,
     )
 
