@@ -15,7 +15,8 @@ Scenes: ``sample`` (``configs/sample.yaml``, 4 cameras x 150 frames, 960x540) an
 
 Levers: ``--lever NAME=KEY=VALUE[,KEY=VALUE...]`` adds a variant ``NAME``, the shipped
 config with those settings changed (``detector.KEY`` a detector parameter, ``reid.KEY`` a
-re-id field; values are YAML), run in turn with the others, e.g.
+re-id field, ``run.KEY`` a top-level key such as ``run.decode_ahead``; values are YAML),
+run in turn with the others, e.g.
 ``--lever int8=detector.precision=int8,reid.precision=int8``.
 
 Every run is its own process (fresh memory; peak RSS from ``os.wait4``); runs take turns
@@ -59,9 +60,9 @@ def parse_lever(text: str) -> tuple[str, dict[str, object]]:
     overrides = {}
     for item in filter(None, settings.split(",")):
         key, sep, value = item.partition("=")
-        if not sep or key.split(".")[0] not in ("detector", "reid") or "." not in key:
-            raise SystemExit(f"--lever {text!r}: expected NAME=detector.KEY=VALUE or "
-                             "reid.KEY=VALUE, comma-separated")
+        if not sep or key.split(".")[0] not in ("detector", "reid", "run") or "." not in key:
+            raise SystemExit(f"--lever {text!r}: expected NAME=detector.KEY=VALUE, "
+                             "reid.KEY=VALUE or run.KEY=VALUE, comma-separated")
         overrides[key] = yaml.safe_load(value)
     if not name or not overrides or name in VARIANTS:
         raise SystemExit(f"--lever {text!r}: give a new variant name and at least one setting")
@@ -71,15 +72,12 @@ def parse_lever(text: str) -> tuple[str, dict[str, object]]:
 def apply_overrides(config, overrides: dict[str, object]):
     """The config with ``detector.KEY`` parameters / ``reid.KEY`` fields replaced."""
     detector = dict(config.detector.params)
-    reid = {}
+    reid, top = {}, {}
     for key, value in overrides.items():
         section, field = key.split(".", 1)
-        if section == "detector":
-            detector[field] = value
-        else:
-            reid[field] = value
+        {"detector": detector, "reid": reid, "run": top}[section][field] = value
     return replace(config, detector=replace(config.detector, params=detector),
-                   reid=replace(config.reid, **reid))
+                   reid=replace(config.reid, **reid), **top)
 
 
 def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool,
