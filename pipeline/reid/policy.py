@@ -148,5 +148,8 @@ class PolicyEmbedder:
     def stats(self) -> dict[str, Any]:
         """Counts for the run summary."""
         share = self.embedded / self.eligible if self.eligible else 0.0
-        return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
-                "embedded_share": round(share, 4), "deferred_by_budget": self.deferred}
+        stats = {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
+                 "embedded_share": round(share, 4)}
+        if self.policy.max_crops_per_frame is not None:
+            stats["deferred_by_budget"] = self.deferred
+        return stats
