@@ -29,8 +29,9 @@ from pipeline.runtime import (
     stop_on_signals,
 )
 
-__all__ = ["RunParts", "build_association", "build_component", "build_run", "build_sinks",
-           "check_cameras", "stream_options_for"]
+__all__ = ["ExecutorContext", "RunParts", "build_association", "build_cameras",
+           "build_component", "build_run", "build_sinks", "check_cameras", "in_process",
+           "set_threads", "stream_options_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def stream_options_for(camera: Any, epoch_s: float,
     return options
 
 
-def _set_threads(threads: int | None) -> int:
+def set_threads(threads: int | None) -> int:
     import torch
 
     if threads is not None:
@@ -160,7 +161,7 @@ class RunParts:
 
     live: bool
     association: Association
-    cameras: InProcessCameras
+    cameras: Any  # InProcessCameras, or pipeline.ray_executor.RayCameras
     sources: list[Any]
     camera_set: Any
     ticks: Any
@@ -218,7 +219,7 @@ def camera_views(config: RunConfig) -> dict[str, Any]:
     return views
 
 
-def _embedding(config: RunConfig, device: str, threads: int) -> Any:
+def _embedding(config: RunConfig, device: str, threads: int, camera_ids: list[str]) -> Any:
     """The embedding policy with its crop embedder; None when re-id is disabled."""
     if not config.reid.enabled:
         return None
@@ -236,11 +237,87 @@ def _embedding(config: RunConfig, device: str, threads: int) -> Any:
                             device=device, batch_size=config.reid.batch_size,
                             threads=threads, precision=config.reid.precision,
                             backend=config.reid.backend)
-    return PolicyEmbedder(embedder=embedder, camera_ids=[c.id for c in config.cameras],
-                          policy=policy)
+    return PolicyEmbedder(embedder=embedder, camera_ids=camera_ids, policy=policy)
 
 
-def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) -> RunParts:
+def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, threads: int,
+                  timer: StageTimer, outage_reset_s: float | None) -> InProcessCameras:
+    """The per-camera work of ``camera_ids`` (all of a run's cameras, or the group one
+    Ray actor hosts): detector, embedding policy and embedder, one tracker and tracklet
+    builder per camera. Loading the models resets torch's thread count: set again here.
+    """
+    from pipeline.tracking import TRACKERS, TrackletBuilder
+
+    where = config.source_file
+    embedding = _embedding(config, device, threads, camera_ids)
+    detector = _camera_detector(config, device)
+    set_threads(threads)  # importing ultralytics resets torch's thread count
+    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
+    return InProcessCameras(
+        detector=detector, embedding=embedding, timer=timer,
+        trackers={cid: build_component(TRACKERS, config.tracker.name,
+                                       dict(config.tracker.params), "tracker", where)
+                  for cid in camera_ids},
+        builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
+        outage_reset_s=outage_reset_s)
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor needs to place the cameras' work (see :func:`build_run`).
+
+    Attributes:
+        config: The run configuration.
+        options: The run's ``RunOptions``.
+        live: Live cameras (wall-clock ticks) or recordings (timestamp ticks).
+        association: The run's associator (its schedule decides tracklet events).
+        device: ``cpu`` or ``cuda``.
+        threads: Torch threads of this process.
+        timer: The run's stage timer.
+        stop: Set on SIGINT/SIGTERM.
+        stack: Closes what the executor opens.
+    """
+
+    config: RunConfig
+    options: Any
+    live: bool
+    association: Association
+    device: str
+    threads: int
+    timer: StageTimer
+    stop: threading.Event
+    stack: ExitStack
+
+
+def in_process(ctx: ExecutorContext) -> tuple[Any, list[Any], Any, float]:
+    """The default executor: every camera's work in this process.
+
+    Returns:
+        ``(cameras, sources, camera_set, wall_start)``: the ``InProcessCameras``, the
+        opened sources, the ``CameraSet`` whose ticks feed ``cameras.process``, and the
+        ``perf_counter()`` the run's clock starts from (after the models loaded, before
+        the sources open).
+    """
+    from pipeline.sources import CameraSet, open_source
+
+    config, options = ctx.config, ctx.options
+    cameras = build_cameras(config, [c.id for c in config.cameras], device=ctx.device,
+                            threads=ctx.threads, timer=ctx.timer,
+                            outage_reset_s=options.outage_reset_s if ctx.live else None)
+    wall_start = time.perf_counter()
+    epoch = time.monotonic()  # live cameras' clock origin, shared by all
+    sources = [ctx.stack.enter_context(open_source(
+        camera_id=c.id, uri=c.source, fps=c.fps,
+        stream_options=stream_options_for(c, epoch, options.stream_options,
+                                          options.duration_s) if ctx.live else None))
+        for c in config.cameras]
+    camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=ctx.live,
+                           duration_s=options.duration_s, stop=ctx.stop, yield_empty=True)
+    return cameras, sources, camera_set, wall_start
+
+
+def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
+              executor: Any = in_process) -> RunParts:
     """Build every component of a run; sources and sinks are closed by ``stack``.
 
     Args:
@@ -248,52 +325,37 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack) 
         out_dir: Existing output folder.
         options: The run's ``RunOptions`` (command-line overrides).
         stack: Owns the sources, the signal handlers and the sinks' failure path.
+        executor: Places the cameras' work: ``ExecutorContext -> (cameras, sources,
+            camera_set, wall_start)`` (:func:`in_process`, or
+            ``pipeline.ray_executor.on_ray``).
     """
-    from pipeline.sources import CameraSet, is_stream_uri, open_source
-    from pipeline.sources.ahead import DecodeAhead
-    from pipeline.tracking import TRACKERS, TrackletBuilder
+    from pipeline.sources import is_stream_uri
 
-    where = config.source_file
     live = live_cameras(config, is_stream_uri)
     check_cameras(config)  # before any model loads, so a typo fails at once
     camera_views(config)
     association = build_association(config, live)
     device = options.device or config.device
-    threads = _set_threads(options.threads if options.threads is not None else config.threads)
+    threads = set_threads(options.threads if options.threads is not None else config.threads)
     save_video = config.output.save_video if options.save_video is None else options.save_video
     if live and save_video:
         logger.warning("annotated video is not rendered for live cameras (it re-reads the "
                        "sources); use the trajectories instead")
         save_video = False
-    embedding = _embedding(config, device, threads)
-    detector = _camera_detector(config, device)
-    _set_threads(threads)  # importing ultralytics resets torch's thread count
-    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
     timer = StageTimer()
     stop = threading.Event()
     interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
-    wall_start = time.perf_counter()  # the run's clock starts before the sources open
-    epoch = time.monotonic()
-    sources = [stack.enter_context(open_source(
-        camera_id=c.id, uri=c.source, fps=c.fps,
-        stream_options=stream_options_for(c, epoch, options.stream_options, options.duration_s)
-        if live else None))
-        for c in config.cameras]
-    camera_ids = [c.id for c in config.cameras]
-    cameras = InProcessCameras(
-        detector=detector, embedding=embedding, timer=timer,
-        trackers={cid: build_component(TRACKERS, config.tracker.name,
-                                       dict(config.tracker.params), "tracker", where)
-                  for cid in camera_ids},
-        builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
-        outage_reset_s=options.outage_reset_s if live else None)
+    context = ExecutorContext(config=config, options=options, live=live,
+                              association=association, device=device, threads=threads,
+                              timer=timer, stop=stop, stack=stack)
+    cameras, sources, camera_set, wall_start = executor(context)
     sinks = out.Sinks(build_sinks(config, out_dir, association=association, save_video=save_video,
                               flush_s=options.flush_s, max_frames=options.max_frames))
     stack.push(lambda kind, *_: sinks.abort() if kind is not None else None)
-    camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=live,
-                           duration_s=options.duration_s, stop=stop, yield_empty=True)
     ticks = iter(camera_set)
-    if config.decode_ahead and not live:
+    if config.decode_ahead and not live and executor is in_process:
+        from pipeline.sources.ahead import DecodeAhead
+
         ticks = stack.enter_context(DecodeAhead(ticks, config.decode_ahead))
     house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
                          camera_set=camera_set, sinks=sinks)

@@ -53,6 +53,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (overrides the config)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run each camera's work in Ray actors (needs `pip install "
+                        "'mtmc-pipeline[ray]'`): 'local' starts Ray on this machine (the "
+                        "default, or the config's executor.address), 'auto' or HOST:PORT "
+                        "joins a cluster started with `ray start` (docs/SCALE.md)")
     p.set_defaults(handler=_cmd_run)
 
 
@@ -68,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run(config, args.out, RunOptions(
         max_frames=args.max_frames, save_video=args.save_video, device=args.device,
         threads=args.threads, progress=not args.no_progress, duration_s=args.duration,
-        health_interval_s=args.health_interval))
+        health_interval_s=args.health_interval, ray_address=args.ray))
     _print_summary(summary, args.out)
     # SIGTERM is the normal way to stop a service: a clean stop, exit 0.
     return 130 if summary["interrupted"] and summary.get("stopped_by") != "SIGTERM" else 0

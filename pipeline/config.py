@@ -26,6 +26,8 @@ __all__ = [
     "ReidConfig",
     "AssociationConfig",
     "OutputConfig",
+    "ExecutorConfig",
+    "EXECUTORS",
     "RunConfig",
     "load_config",
     "check_params",
@@ -136,6 +138,63 @@ class OutputConfig:
     save_video: bool = False
 
 
+EXECUTORS = ("inprocess", "ray")
+"""Where the cameras' per-frame work runs: this process, or Ray actors."""
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """The ``executor`` section: where the cameras' work runs (``pipeline.ray_executor``).
+
+    Attributes:
+        name: ``inprocess`` (default) or ``ray``.
+        address: Ray cluster to join: ``local`` starts Ray on this machine for the run,
+            ``auto`` joins the cluster started here with ``ray start``, ``HOST:PORT`` a
+            head node's GCS address.
+        workers: Ray actors (worker processes) the cameras are spread over, round robin;
+            None = one per camera.
+        num_cpus_per_worker: Ray CPUs each actor reserves (fractions allowed).
+        threads: Torch/OpenVINO threads inside each actor.
+        max_restarts: How often Ray restarts a dead actor before the run fails.
+        in_flight: Batches of results per actor not yet consumed by the driver (the
+            bound on what a slow association leaves buffered).
+        batch_frames: Frames per camera in one batch an actor returns.
+        checkpoint_frames: Frames between two checkpoints of an actor's tracker state
+            (a restarted actor resumes from the last one).
+        object_store_mb: Object store of a ``local`` Ray (MB).
+    """
+
+    name: str = "inprocess"
+    address: str = "local"
+    workers: int | None = None
+    num_cpus_per_worker: float = 1.0
+    threads: int = 1
+    max_restarts: int = 3
+    in_flight: int = 2
+    batch_frames: int = 8
+    checkpoint_frames: int = 40
+    object_store_mb: int = 150
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ValueError(f"executor.name must be one of {', '.join(EXECUTORS)}, "
+                             f"got {self.name!r}")
+        positive = {"threads": self.threads, "in_flight": self.in_flight,
+                    "batch_frames": self.batch_frames,
+                    "checkpoint_frames": self.checkpoint_frames,
+                    "object_store_mb": self.object_store_mb}
+        if self.workers is not None:
+            positive["workers"] = self.workers
+        for key, value in positive.items():
+            if int(value) < 1:
+                raise ValueError(f"executor.{key} must be >= 1, got {value}")
+        if not self.num_cpus_per_worker > 0:
+            raise ValueError("executor.num_cpus_per_worker must be > 0, got "
+                             f"{self.num_cpus_per_worker}")
+        if int(self.max_restarts) < 0:
+            raise ValueError(f"executor.max_restarts must be >= 0, got {self.max_restarts}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one ``mtmc run`` needs. Built by :func:`load_config`.
@@ -155,11 +214,12 @@ class RunConfig:
     threads: int | None = None
     decode_ahead: int = 0
     source_file: str = "<dict>"
+    executor: ExecutorConfig = ExecutorConfig()
 
 
 _TOP_KEYS = {
     "cameras", "detector", "tracker", "reid", "tracklets", "association", "output",
-    "device", "threads", "decode_ahead",
+    "device", "threads", "decode_ahead", "executor",
 }
 
 
@@ -235,6 +295,13 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
     if isinstance(decode_ahead, bool) or not isinstance(decode_ahead, int) or decode_ahead < 0:
         raise ConfigError(f"{where}: decode_ahead must be an integer >= 0 (ticks decoded "
                           f"ahead; 0 = off), got {decode_ahead!r}")
+    try:
+        executor = _dataclass_from(ExecutorConfig, _mapping(data.get("executor"), "executor",
+                                                            where), "executor", where)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
     return RunConfig(
         cameras=tuple(cameras),
         detector=detector,
@@ -247,6 +314,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
         threads=None if threads is None else int(threads),
         decode_ahead=decode_ahead,
         source_file=where,
+        executor=executor,
     )
 
 

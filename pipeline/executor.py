@@ -4,8 +4,9 @@
 all cameras in one call, embedding of the chosen crops of all cameras in shared
 batches, then per camera the tracker and the tracklet builder. It hands back each
 frame's tracks and, when asked, the tracklet events association needs. A Ray actor
-per camera would be another class with the same three methods; the runner, the
-association and the sinks would not change.
+per camera is another class with the same three methods
+(``pipeline.ray_executor.RayCameras``); the runner, the association and the sinks do
+not change.
 """
 
 from __future__ import annotations
@@ -95,6 +96,14 @@ class InProcessCameras:
         self._ended = []
         short = [(cid, tid) for cid, b in self.builders.items() for tid in b.short_track_ids]
         return finished, short
+
+    def camera_fields(self) -> dict[str, dict[str, Any]]:
+        """Per camera, extra summary fields of where it ran (none in process)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """The summary's ``executor`` section."""
+        return {"name": "inprocess"}
 
     def _restart_after_gaps(self, tick: list[Frame]) -> None:
         """End the tracks of cameras that come back after an outage.

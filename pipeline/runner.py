@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.assembly import RunParts, build_run
+from pipeline.assembly import RunParts, build_run, in_process
 from pipeline.config import RunConfig
 from pipeline.runtime import StageTimer
 from pipeline.sources import early_endings
@@ -70,6 +70,9 @@ class RunOptions:
         outage_reset_s: A live camera silent this long has its tracks ended (so a
             person seen after the outage is not glued to a track from before it).
         handle_signals: SIGINT/SIGTERM stop the run cleanly (main thread only).
+        ray_address: Run the cameras on Ray (``pipeline.ray_executor``): ``""`` = the
+            config's ``executor.address`` (default ``local``), else an address; None =
+            as the config's ``executor.name`` says.
     """
 
     max_frames: int | None = None
@@ -83,6 +86,7 @@ class RunOptions:
     stream_options: Mapping[str, Any] | None = None
     outage_reset_s: float = 3.0
     handle_signals: bool = True
+    ray_address: str | None = None
 
 
 @dataclass
@@ -109,7 +113,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(frames=dict.fromkeys((c.id for c in config.cameras), 0))
     with ExitStack() as stack:
-        parts = build_run(config, out_dir, options, stack)
+        parts = build_run(config, out_dir, options, stack, executor=_executor(config, options))
         try:
             for tick in _ticks(parts, options):
                 _step(parts, tick, progress)
@@ -133,6 +137,15 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     temporary.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(temporary, out_dir / "summary.json")
     return summary
+
+
+def _executor(config: RunConfig, options: RunOptions) -> Any:
+    """Where the cameras' work runs: this process, or Ray actors (imported only then)."""
+    if options.ray_address is None and config.executor.name != "ray":
+        return in_process
+    from pipeline.ray_executor import on_ray
+
+    return on_ray
 
 
 def _ticks(parts: RunParts, options: RunOptions) -> Iterator[list[Frame]]:
@@ -177,7 +190,9 @@ def _camera_fields(parts: RunParts, progress: _Progress) -> dict[str, dict[str, 
     health = parts.camera_set.health()
     endings = {} if parts.live else early_endings(parts.sources, parts.camera_set.ended,
                                                    progress.frames)
-    return {c: {**({"health": health[c]} if c in health else {}), **endings.get(c, {})}
+    executor = parts.cameras.camera_fields()
+    return {c: {**({"health": health[c]} if c in health else {}), **endings.get(c, {}),
+                **executor.get(c, {})}
             for c in progress.frames}
 
 
@@ -217,6 +232,7 @@ def _summary(config: RunConfig, parts: RunParts, progress: _Progress, identities
         "camera_frames_per_s": round(total_frames / loop_s, 2) if loop_s > 0 else None,
         "interrupted": bool(parts.interrupted),
         "stopped_by": parts.interrupted[0] if parts.interrupted else None,
+        "executor": parts.cameras.describe(),
         "device": parts.device,
         "threads": parts.threads,
         "machine": platform.processor() or platform.machine(),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Frame", "Detections", "Tracks", "Tracklet", "GlobalTrack", "TrackKey",
-           "FrameTracks", "Revision", "Identities"]
+           "FrameTracks", "CameraUpdate", "Revision", "Identities"]
 
 TrackKey = tuple[str, int]
 """A per-camera track: ``(camera_id, track_id)``."""
@@ -268,6 +268,34 @@ class FrameTracks:
 
     def __len__(self) -> int:
         return len(self.tracks)
+
+
+@dataclass(eq=False)
+class CameraUpdate:
+    """One camera frame's result as a remote camera worker hands it on: no image, no
+    per-row embeddings (only tracklets carry appearance, pooled).
+
+    It quacks like a ``Frame`` where the frame loop reads one (``camera_id``, ``index``,
+    ``timestamp_s``, ``size_wh``), so the loop needs no branch for remote cameras.
+
+    Attributes:
+        camera_id: Camera the frame came from.
+        index: 0-based frame index in that camera's source.
+        timestamp_s: Seconds on the run's clock.
+        size_wh: Image (width, height) in pixels.
+        tracks: The tracker's output for the frame, with (N, 0) embeddings.
+        snapshots: Open tracklets snapshotted at this tick when the association was due
+            (None when it was not; may hold other cameras of the same worker).
+        finished: Tracklets handed on at this tick (same worker's cameras).
+    """
+
+    camera_id: str
+    index: int
+    timestamp_s: float
+    size_wh: tuple[int, int]
+    tracks: Tracks
+    snapshots: list[Tracklet] | None = None
+    finished: list[Tracklet] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
