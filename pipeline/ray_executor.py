@@ -196,6 +196,7 @@ class _Group:
             try:
                 self.ray.get(self.handle.resume.remote(self.checkpoint, self.next_index,
                                                        self.until_s, stop_at))
+                self.info = {**self.info, **self.ray.get(self.handle.info.remote())}
                 return
             except self.ray.exceptions.RayActorError as again:
                 if attempt == 29 or "restart" not in str(again).lower() and \
@@ -360,7 +361,8 @@ class RayCameras:
     def describe(self) -> dict[str, Any]:
         """The summary's ``executor`` section."""
         workers = [{"cameras": list(g.plan.camera_ids), "node": g.info.get("node"),
-                    "pid": g.info.get("pid"), "rss_mb_start": g.info.get("rss_mb"),
+                    "pid": g.info.get("pid"), "package": g.info.get("package"),
+                    "rss_mb_start": g.info.get("rss_mb"),
                     "rss_mb_end": g.info.get("rss_mb_end"), "restarts": g.restarts}
                    for g in self.groups]
         return {**self._describe, "workers": workers}

@@ -175,7 +175,10 @@ class CameraWorker:
         """Per camera fps, frame count and size; the process and node."""
         import ray
 
+        import pipeline
+
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(),
+                "package": str(Path(pipeline.__file__).resolve().parent),
                 "rss_mb": _rss_mb(), "reconstructed": self.reconstructed,
                 "cameras": {cid: {"fps": s.fps, "frame_count": s.frame_count}
                             for cid, s in self.sources.items()}}
