@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 import time
 import uuid
@@ -139,6 +140,8 @@ class _Group:
         self.done = False
         self.limited: set[str] = set()  # cameras stopped by the tick limit, not their end
         self.restarts = 0
+        # What crossed from the actor (pickled sizes): updates, and checkpoints.
+        self.update_bytes = self.checkpoint_bytes = 0
         self.health: dict[str, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
 
@@ -167,6 +170,8 @@ class _Group:
         self._accept(batch)
 
     def _accept(self, batch: Batch) -> None:
+        self.update_bytes += len(pickle.dumps(batch.updates, protocol=5))
+        self.checkpoint_bytes += len(batch.checkpoint or b"")
         for update in batch.updates:
             cid = update.camera_id
             if not self.live and update.index <= self.received[cid]:
@@ -363,7 +368,8 @@ class RayCameras:
         workers = [{"cameras": list(g.plan.camera_ids), "node": g.info.get("node"),
                     "pid": g.info.get("pid"), "package": g.info.get("package"),
                     "rss_mb_start": g.info.get("rss_mb"),
-                    "rss_mb_end": g.info.get("rss_mb_end"), "restarts": g.restarts}
+                    "rss_mb_end": g.info.get("rss_mb_end"), "restarts": g.restarts,
+                    "update_bytes": g.update_bytes, "checkpoint_bytes": g.checkpoint_bytes}
                    for g in self.groups]
         return {**self._describe, "workers": workers}
 
