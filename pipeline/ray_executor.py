@@ -132,6 +132,7 @@ class _Group:
         self.ray, self.handle, self.plan = ray, handle, plan
         self.in_flight, self.max_restarts, self.live = in_flight, max_restarts, live
         self.until_s = until_s
+        self.wall_epoch_s: float | None = None  # live cameras: the run's clock origin
         self.pending: deque[Any] = deque()
         self.buffers: dict[str, deque[CameraUpdate]] = {c: deque() for c in plan.camera_ids}
         self.received = dict.fromkeys(plan.camera_ids, -1)
@@ -145,8 +146,10 @@ class _Group:
         self.health: dict[str, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
 
-    def start(self) -> None:
-        self.ray.get(self.handle.resume.remote(None, self.next_index, self.until_s))
+    def start(self) -> Any:
+        """First call of the actor's loop (a ref: start every actor, then wait)."""
+        return self.handle.resume.remote(None, self.next_index, self.until_s, None,
+                                         self.wall_epoch_s)
 
     def _fill(self) -> None:
         room = self.in_flight * self.plan.batch_frames * len(self.buffers)
@@ -200,7 +203,8 @@ class _Group:
         for attempt in range(30):  # the restarted actor reloads its models first
             try:
                 self.ray.get(self.handle.resume.remote(self.checkpoint, self.next_index,
-                                                       self.until_s, stop_at))
+                                                       self.until_s, stop_at,
+                                                       self.wall_epoch_s))
                 self.info = {**self.info, **self.ray.get(self.handle.info.remote())}
                 return
             except self.ray.exceptions.RayActorError as again:
@@ -414,7 +418,6 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
         every_s = float(association.options.every_s)
     crash = os.environ.get("MTMC_RAY_CRASH_AT")  # fault injection for the tests: CAMERA:FRAME
     crash_at = (crash.rsplit(":", 1)[0], int(crash.rsplit(":", 1)[1])) if crash else None
-    wall_epoch, epoch = time.time(), time.monotonic()
     stream = {}
     if ctx.live:
         for c in config.cameras:
@@ -432,7 +435,7 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
             snapshot_frames=association.snapshot_frames, every_s=every_s,
             batch_frames=ex.batch_frames, batch_s=0.5, checkpoint_frames=ex.checkpoint_frames,
             stream_options={c: stream[c] for c in cams if c in stream},
-            wall_epoch_s=wall_epoch, crash_at=crash_at if crash_at and crash_at[0] in cams
+            crash_at=crash_at if crash_at and crash_at[0] in cams
             else None)
         handle = worker.options(
             name=f"mtmc-{run_id}-worker{i}", num_cpus=ex.num_cpus_per_worker,
@@ -440,22 +443,29 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
         handles.append(handle)
         groups.append(_Group(ray, handle, plan, in_flight=ex.in_flight,
                              max_restarts=ex.max_restarts, live=ctx.live, until_s=None))
-    infos = []
     for group in groups:
         try:
             group.info = ray.get(group.handle.info.remote(), timeout=900)
         except Exception as error:  # creation failed (bad path on a node, ...) or timeout
             raise RuntimeError(f"the Ray worker of camera(s) {', '.join(group.plan.camera_ids)} "
                                f"did not start: {_cause(error)}") from None
-        infos.append(group.info)
-    fps = {cid: info["cameras"][cid]["fps"] for info in infos for cid in info["cameras"]}
+    # The run's clock starts once the models are loaded (as in process); live cameras
+    # open now, with this origin.
+    wall_epoch, epoch = time.time(), time.monotonic()
+    for group in groups:
+        group.wall_epoch_s = wall_epoch if ctx.live else None
+    if ctx.live:
+        ray.get([group.start() for group in groups])
+        for group in groups:
+            group.info = {**group.info, **ray.get(group.handle.info.remote())}
+    fps = {cid: g.info["cameras"][cid]["fps"] for g in groups for cid in g.info["cameras"]}
     if not ctx.live and options.max_frames is not None:
         period = min(1.0 / f for f in fps.values())  # the ticks follow the fastest camera
         until = (options.max_frames - 1) * period + period / 2 + _EPS_S
         for group in groups:
             group.until_s = until
-    for group in groups:
-        group.start()
+    if not ctx.live:
+        ray.get([group.start() for group in groups])
     proxies = [_RemoteCamera(g, cid, fps[cid], g.info["cameras"][cid]["frame_count"])
                for g in groups for cid in g.plan.camera_ids]
     proxies.sort(key=lambda p: ids.index(p.camera_id))

@@ -50,8 +50,6 @@ class WorkerPlan:
         batch_s: Live cameras: longest wall-clock wait for one batch.
         checkpoint_frames: Ticks between checkpoints.
         stream_options: Per camera ``StreamSource`` options (live), without ``epoch_s``.
-        wall_epoch_s: ``time.time()`` of the run start (live clock origin, shared
-            across machines through their wall clocks).
         crash_at: Fault injection for tests: ``(camera, frame index)`` at which the first
             incarnation of the actor exits its process.
     """
@@ -67,7 +65,6 @@ class WorkerPlan:
     batch_s: float
     checkpoint_frames: int
     stream_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    wall_epoch_s: float = 0.0
     crash_at: tuple[str, int] | None = None
 
 
@@ -132,7 +129,6 @@ class CameraWorker:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         import ray
 
-        from pipeline.sources import open_source
 
         self.plan = plan
         with warnings.catch_warnings():  # deprecated in Ray 2.5x, without a replacement
@@ -144,14 +140,24 @@ class CameraWorker:
         self.cams = build_cameras(config, list(plan.camera_ids), device=plan.device,
                                   threads=threads, timer=self.timer,
                                   outage_reset_s=plan.outage_reset_s)
-        cameras = {c.id: c for c in config.cameras}
-        epoch = time.monotonic() - (time.time() - plan.wall_epoch_s)
-        self.sources = {cid: open_source(
-            camera_id=cid, uri=cameras[cid].source, fps=cameras[cid].fps,
-            stream_options={**plan.stream_options.get(cid, {}), "epoch_s": epoch}
-            if plan.live else None) for cid in plan.camera_ids}
+        self.cameras = {c.id: c for c in config.cameras if c.id in plan.camera_ids}
+        self.sources: dict[str, Any] = {}
+        if not plan.live:  # live cameras open with the run's clock (``resume``)
+            self._open(None)
         self.ticks: Iterator[list[Frame]] = iter(())
         self.windows: list[_Window] = []
+
+    def _open(self, wall_epoch_s: float | None) -> None:
+        from pipeline.sources import open_source
+
+        # The run's clock origin, from the driver's wall clock (nodes' monotonic clocks
+        # differ; their wall clocks agree to NTP precision).
+        epoch = None if wall_epoch_s is None else \
+            time.monotonic() - (time.time() - wall_epoch_s)
+        self.sources = {cid: open_source(
+            camera_id=cid, uri=c.source, fps=c.fps,
+            stream_options={**self.plan.stream_options.get(cid, {}), "epoch_s": epoch}
+            if self.plan.live else None) for cid, c in self.cameras.items()}
 
     def _start(self, next_index: Mapping[str, int], until_s: float | None,
                stop_at: Mapping[str, int] | None) -> None:
@@ -181,10 +187,11 @@ class CameraWorker:
                 "package": str(Path(pipeline.__file__).resolve().parent),
                 "rss_mb": _rss_mb(), "reconstructed": self.reconstructed,
                 "cameras": {cid: {"fps": s.fps, "frame_count": s.frame_count}
-                            for cid, s in self.sources.items()}}
+                            for cid, s in self.sources.items()}}  # live: after resume
 
     def resume(self, checkpoint: bytes | None, next_index: Mapping[str, int],
-               until_s: float | None = None, stop_at: Mapping[str, int] | None = None) -> None:
+               until_s: float | None = None, stop_at: Mapping[str, int] | None = None,
+               wall_epoch_s: float | None = None) -> None:
         """Start, or continue after a restart, from a checkpoint (None: the start).
 
         Args:
@@ -194,7 +201,11 @@ class CameraWorker:
             until_s: Recordings: frames later than this are not read (the tick limit).
             stop_at: Recordings: per camera, the last frame to process (replaying up to
                 what the driver had received, when the run is already finishing).
+            wall_epoch_s: Live cameras: ``time.time()`` of the run start; the streams
+                open now (a restarted actor reconnects here).
         """
+        if self.plan.live and not self.sources:
+            self._open(wall_epoch_s)
         if checkpoint is not None:
             state = pickle.loads(checkpoint)
             self.cams.trackers, self.cams.builders = state["trackers"], state["builders"]

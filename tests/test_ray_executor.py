@@ -126,6 +126,41 @@ def test_summary_counts_the_restart_and_workers_are_gone(crashed_run):
     assert not alive, f"Ray worker processes left behind: {alive}"
 
 
+def test_live_rtsp_camera_on_ray(tmp_path):
+    """A live RTSP camera (a real server on loopback) on a Ray worker: online ids, health
+    counters from the worker, the password nowhere in the outputs."""
+    from pipeline.config import config_from_dict
+    from pipeline.runner import RunOptions, run
+    from tests.test_live_rtsp import _server_or_skip
+
+    server = _server_or_skip(tmp_path)
+    try:
+        data = _merge(yaml.safe_load((REPO / "configs/sample.yaml").read_text()),
+                      CASES[CASE].overrides)
+        data["cameras"] = [{"id": "cam1", "source": server.url(), "fps": 10}]
+        data["association"] = {"min_frames": 10}
+        data["output"] = {"mot": False, "plots": False}
+        data["executor"] = {"name": "ray", "threads": 2}
+        config = config_from_dict(data, base_dir=REPO / "configs", where="live ray test")
+        out = tmp_path / "live"
+        try:
+            summary = run(config, out, RunOptions(duration_s=15, progress=False,
+                                                  handle_signals=False))
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+    finally:
+        server.kill()
+    assert summary["live"] and summary["association"] == "online"
+    camera = summary["cameras"][0]
+    assert camera["frames"] >= 20 and camera["restarts"] == 0
+    assert camera["health"]["frames"] >= camera["frames"]
+    assert summary["rows"] > 0
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert server.password not in path.read_text(errors="ignore"), path
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
