@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.assembly import ExecutorContext, stream_options_for
-from pipeline.ray_worker import WORKER_ENV, Batch, CameraWorker, WorkerPlan
+from pipeline.ray_worker import WORKER_ENV, Batch, CameraWorker, NotResumed, WorkerPlan
 from pipeline.types import CameraUpdate, TrackKey, Tracklet, Tracks
 
 __all__ = ["RayCameras", "connect", "import_ray", "on_ray"]
@@ -166,8 +166,8 @@ class _Group:
             return
         try:
             batch = self.ray.get(self.pending[0])
-        except self.ray.exceptions.RayActorError as error:
-            self._recover(error)
+        except (self.ray.exceptions.RayActorError, NotResumed) as error:
+            self._recover(error)  # died during the call, or restarted while idle
             return
         self.pending.popleft()
         self._accept(batch)
@@ -200,25 +200,27 @@ class _Group:
         logger.warning("Ray worker of camera(s) %s died (%s); restart %d, resuming at frame "
                        "%s", cameras, _cause(error), self.restarts, self.next_index)
         self.pending.clear()
-        for attempt in range(30):  # the restarted actor reloads its models first
+        errors = self.ray.exceptions
+        for _ in range(60):  # the restarted actor reloads its models first
             try:
                 self.ray.get(self.handle.resume.remote(self.checkpoint, self.next_index,
                                                        self.until_s, stop_at,
                                                        self.wall_epoch_s))
                 self.info = {**self.info, **self.ray.get(self.handle.info.remote())}
                 return
-            except self.ray.exceptions.RayActorError as again:
-                if attempt == 29 or "restart" not in str(again).lower() and \
-                        self.restarts >= self.max_restarts:
-                    raise RuntimeError(f"the Ray worker of camera(s) {cameras} could not "
-                                       f"be restarted: {_cause(again)}") from None
+            except errors.ActorUnavailableError:  # restarting, or unreachable for now
                 time.sleep(1.0)
+            except errors.RayActorError as dead:  # Ray gave up on it (max_restarts)
+                raise RuntimeError(f"the Ray worker of camera(s) {cameras} could not be "
+                                   f"restarted: {_cause(dead)}") from None
+        raise RuntimeError(f"the Ray worker of camera(s) {cameras} did not come back "
+                           "within 60 s")
 
     def finish(self) -> dict[str, Any]:
         while True:
             try:
                 return self.ray.get(self.handle.finish.remote())
-            except self.ray.exceptions.RayActorError as error:
+            except (self.ray.exceptions.RayActorError, NotResumed) as error:
                 # Replay up to what was received, so the tracklets match the rows.
                 self._recover(error, stop_at=None if self.live else dict(self.received))
                 self.done = False
@@ -449,6 +451,7 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
         except Exception as error:  # creation failed (bad path on a node, ...) or timeout
             raise RuntimeError(f"the Ray worker of camera(s) {', '.join(group.plan.camera_ids)} "
                                f"did not start: {_cause(error)}") from None
+        group.restarts += int(group.info["reconstructed"])  # died while loading
     # The run's clock starts once the models are loaded (as in process); live cameras
     # open now, with this origin.
     wall_epoch, epoch = time.time(), time.monotonic()

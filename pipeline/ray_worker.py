@@ -26,12 +26,17 @@ from pipeline.config import RunConfig
 from pipeline.runtime import StageTimer
 from pipeline.types import CameraUpdate, Frame, Tracks
 
-__all__ = ["Batch", "CameraWorker", "WORKER_ENV", "WorkerPlan"]
+__all__ = ["Batch", "CameraWorker", "NotResumed", "WORKER_ENV", "WorkerPlan"]
 
 logger = logging.getLogger(__name__)
 
 WORKER_ENV = {"YOLO_OFFLINE": "1", "OPENBLAS_NUM_THREADS": "1",
                "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+class NotResumed(RuntimeError):
+    """A call reached an actor that Ray restarted while it was idle (no call failed):
+    the driver must hand it its checkpoint first (``CameraWorker.resume``)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class CameraWorker:
             self._open(None)
         self.ticks: Iterator[list[Frame]] = iter(())
         self.windows: list[_Window] = []
+        self.resumed = False  # resume() is every incarnation's first loop call
 
     def _open(self, wall_epoch_s: float | None) -> None:
         from pipeline.sources import open_source
@@ -214,6 +220,7 @@ class CameraWorker:
                 self.cams.embedding.schedulers = state["schedulers"]
                 self.cams.embedding.eligible, self.cams.embedding.embedded = state["counts"]
         self._start(next_index, until_s, stop_at)
+        self.resumed = True
         if checkpoint is not None:
             self.last_due_s = state["last_due_s"]
 
@@ -228,6 +235,8 @@ class CameraWorker:
 
     def next_batch(self) -> Batch:
         """Process up to ``batch_frames`` ticks (live: or ``batch_s`` seconds)."""
+        if not self.resumed:
+            raise NotResumed("restarted actor not resumed")
         updates: list[CameraUpdate] = []
         done, ticks, started = False, 0, time.monotonic()
         while ticks < self.plan.batch_frames:
@@ -279,6 +288,8 @@ class CameraWorker:
 
     def finish(self) -> dict[str, Any]:
         """End of the run: remaining tracklets, short tracks, counters; closes sources."""
+        if not self.resumed:
+            raise NotResumed("restarted actor not resumed")
         finished, short = self.cams.finish()
         embedding = self.cams.embedding
         for source in self.sources.values():
