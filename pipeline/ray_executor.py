@@ -197,13 +197,17 @@ class _Group:
             raise RuntimeError(f"the Ray worker of camera(s) {cameras} died "
                                f"{self.restarts} times (executor.max_restarts "
                                f"{self.max_restarts}): {_cause(error)}")
-        logger.warning("Ray worker of camera(s) %s died (%s); restart %d, resuming at frame "
-                       "%s", cameras, _cause(error), self.restarts, self.next_index)
+        logger.warning("Ray worker of camera(s) %s died (%s); restart %d, resuming from the "
+                       "checkpoint at frame %s", cameras, _cause(error), self.restarts,
+                       self.next_index)
         self.pending.clear()
+        # Live cameras number their frames on after the last one received (the stream
+        # goes on; the checkpoint only restores the trackers).
+        start = {c: i + 1 for c, i in self.received.items()} if self.live else self.next_index
         errors = self.ray.exceptions
         for _ in range(60):  # the restarted actor reloads its models first
             try:
-                self.ray.get(self.handle.resume.remote(self.checkpoint, self.next_index,
+                self.ray.get(self.handle.resume.remote(self.checkpoint, start,
                                                        self.until_s, stop_at,
                                                        self.wall_epoch_s))
                 self.info = {**self.info, **self.ray.get(self.handle.info.remote())}

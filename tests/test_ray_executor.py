@@ -175,7 +175,7 @@ def test_live_rtsp_camera_on_ray_survives_a_killed_worker(tmp_path):
         out = tmp_path / "live"
         killer = _kill_worker_later(out / "trajectories.csv", 10, killed)
         try:
-            summary = run(config, out, RunOptions(duration_s=40, progress=False,
+            summary = run(config, out, RunOptions(duration_s=55, progress=False,
                                                   handle_signals=False, flush_s=0.5))
         finally:
             killer.join(timeout=1)
@@ -187,9 +187,10 @@ def test_live_rtsp_camera_on_ray_survives_a_killed_worker(tmp_path):
     assert summary["live"] and summary["association"] == "online"
     camera = summary["cameras"][0]
     assert camera["restarts"] == 1
-    assert camera["frames"] >= 20
     assert camera["health"]["frames"] > 0  # the restarted worker's reconnected stream
-    assert summary["rows"] > 0
+    with open(out / "trajectories.csv", newline="") as f:
+        frames = [int(r["frame"]) for r in csv.DictReader(f)]
+    assert frames and frames == sorted(frames)  # numbering goes on after the restart
     for path in out.rglob("*"):
         if path.is_file():
             assert server.password not in path.read_text(errors="ignore"), path
