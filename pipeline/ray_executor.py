@@ -300,15 +300,20 @@ class _LiveRemoteSet:
 
 
 class _ReidCounts:
-    """The embedding counters of all actors, for the summary (``PolicyEmbedder.stats``)."""
+    """The embedding counters of all actors, summed; ``stats`` is the single-process
+    ``PolicyEmbedder.stats`` on the sums."""
 
     def __init__(self) -> None:
-        self.eligible = self.embedded = 0
+        self.eligible = self.embedded = self.deferred = 0
+
+    def add(self, counts: dict[str, int]) -> None:
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name, 0) + value)
 
     def stats(self) -> dict[str, Any]:
-        share = self.embedded / self.eligible if self.eligible else 0.0
-        return {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
-                "embedded_share": round(share, 4)}
+        from pipeline.reid.policy import PolicyEmbedder
+
+        return PolicyEmbedder.stats(self)  # type: ignore[arg-type]
 
 
 class RayCameras:
@@ -364,8 +369,7 @@ class RayCameras:
             for stage, ms in result["stage_ms"].items():
                 self.timer.totals_ms[stage] += ms
             if self.embedding is not None and result["reid"] is not None:
-                self.embedding.eligible += result["reid"][0]
-                self.embedding.embedded += result["reid"][1]
+                self.embedding.add(result["reid"])
         return self._sorted(finished), sorted(short, key=lambda key: self.order[key[0]])
 
     def camera_fields(self) -> dict[str, dict[str, Any]]:

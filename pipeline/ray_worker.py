@@ -85,6 +85,16 @@ class Batch:
     limited: list[str] = field(default_factory=list)
 
 
+_COUNTERS = ("eligible", "embedded", "deferred")  # PolicyEmbedder's summary counters
+
+
+def _counts(embedding: Any) -> dict[str, int] | None:
+    """The embedding policy's counters (restored with a checkpoint, summed at the end)."""
+    if embedding is None:
+        return None
+    return {name: getattr(embedding, name) for name in _COUNTERS if hasattr(embedding, name)}
+
+
 def _rss_mb() -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -218,7 +228,8 @@ class CameraWorker:
             self.cams._last_seen, self.cams._ended = state["last_seen"], state["ended"]
             if self.cams.embedding is not None:
                 self.cams.embedding.schedulers = state["schedulers"]
-                self.cams.embedding.eligible, self.cams.embedding.embedded = state["counts"]
+                for name, value in state["counts"].items():
+                    setattr(self.cams.embedding, name, value)
         self._start(next_index, until_s, stop_at)
         self.resumed = True
         if checkpoint is not None:
@@ -230,7 +241,7 @@ class CameraWorker:
             "trackers": self.cams.trackers, "builders": self.cams.builders,
             "last_seen": self.cams._last_seen, "ended": self.cams._ended,
             "schedulers": embedding.schedulers if embedding is not None else None,
-            "counts": (embedding.eligible, embedding.embedded) if embedding else None,
+            "counts": _counts(embedding),
             "last_due_s": self.last_due_s}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def next_batch(self) -> Batch:
@@ -296,4 +307,4 @@ class CameraWorker:
             source.close()
         return {"finished": finished, "short": short,
                 "stage_ms": dict(self.timer.totals_ms), "rss_mb": _rss_mb(),
-                "reid": (embedding.eligible, embedding.embedded) if embedding else None}
+                "reid": _counts(embedding)}

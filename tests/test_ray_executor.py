@@ -90,8 +90,9 @@ def test_same_identities_and_trajectories_as_single_process(crashed_run):
         assert not compare_text_tables(out / "mot" / name, golden / "mot" / name), name
     stored = json.loads((golden / "summary.json").read_text())
     for key in ("camera_frames", "ticks", "tracklets", "identities",
-                "identities_multi_camera", "identities_short_tracks", "rows", "reid"):
+                "identities_multi_camera", "identities_short_tracks", "rows"):
         assert summary[key] == stored[key], key
+    assert {k: summary["reid"][k] for k in stored["reid"]} == stored["reid"]
 
 
 def test_rows_before_the_crash_are_intact(crashed_run):
