@@ -300,10 +300,11 @@ class _LiveRemoteSet:
 
 
 class _ReidCounts:
-    """The embedding counters of all actors, summed; ``stats`` is the single-process
-    ``PolicyEmbedder.stats`` on the sums."""
+    """The embedding counters of all actors, summed; ``stats`` are the single-process
+    ``PolicyEmbedder.stats`` of the sums (``budget``: a crop budget is set)."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: bool = False) -> None:
+        self.budget = budget
         self.eligible = self.embedded = self.deferred = 0
 
     def add(self, counts: dict[str, int]) -> None:
@@ -311,9 +312,10 @@ class _ReidCounts:
             setattr(self, name, getattr(self, name, 0) + value)
 
     def stats(self) -> dict[str, Any]:
-        from pipeline.reid.policy import PolicyEmbedder
+        from pipeline.reid.policy import embedding_stats
 
-        return PolicyEmbedder.stats(self)  # type: ignore[arg-type]
+        return embedding_stats(self.eligible, self.embedded,
+                               self.deferred if self.budget else None)
 
 
 class RayCameras:
@@ -324,15 +326,16 @@ class RayCameras:
         camera_ids: All cameras, config order (events and the end are in this order).
         timer: The run's stage timer (the actors' stage times are added at the end).
         reid: Whether re-id runs (the summary's ``reid`` counters).
+        budget: Whether re-id has a crop budget (its counter is in the summary).
         describe: Summary fields of the executor (address, workers).
     """
 
     def __init__(self, *, groups: list[_Group], camera_ids: list[str], timer: Any,
-                 reid: bool, describe: dict[str, Any]) -> None:
+                 reid: bool, describe: dict[str, Any], budget: bool = False) -> None:
         self.groups = groups
         self.order = {cid: i for i, cid in enumerate(camera_ids)}
         self.timer = timer
-        self.embedding = _ReidCounts() if reid else None
+        self.embedding = _ReidCounts(budget) if reid else None
         self._describe = describe
         self._group_of = {cid: g for g in groups for cid in g.plan.camera_ids}
         self._snapshots: dict[int, list[Tracklet]] = {}
@@ -488,6 +491,7 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
         camera_set = CameraSet(sources=proxies, max_frames=options.max_frames)
     cameras = RayCameras(groups=groups, camera_ids=ids, timer=ctx.timer,
                          reid=config.reid.enabled,
+                         budget=config.reid.max_crops_per_frame is not None,
                          describe={"name": "ray", "address": address,
                                    "nodes": len(ray.nodes()), "in_flight": ex.in_flight,
                                    "batch_frames": ex.batch_frames,

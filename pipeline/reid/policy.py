@@ -22,7 +22,7 @@ import numpy as np
 from pipeline.reid.schedule import BIRTH, SKIP, EmbeddingScheduler
 from pipeline.types import Detections, Tracks
 
-__all__ = ["EmbeddingPolicy", "PolicyEmbedder"]
+__all__ = ["EmbeddingPolicy", "PolicyEmbedder", "embedding_stats"]
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,15 @@ class PolicyEmbedder:
 
     def stats(self) -> dict[str, Any]:
         """Counts for the run summary."""
-        share = self.embedded / self.eligible if self.eligible else 0.0
-        stats = {"eligible_detections": self.eligible, "embedded_detections": self.embedded,
-                 "embedded_share": round(share, 4)}
-        if self.policy.max_crops_per_frame is not None:
-            stats["deferred_by_budget"] = self.deferred
-        return stats
+        budget = self.policy.max_crops_per_frame is not None
+        return embedding_stats(self.eligible, self.embedded, self.deferred if budget else None)
+
+
+def embedding_stats(eligible: int, embedded: int, deferred: int | None = None) -> dict[str, Any]:
+    """The run summary's ``reid`` counters (``deferred_by_budget`` only with a budget)."""
+    share = embedded / eligible if eligible else 0.0
+    stats: dict[str, Any] = {"eligible_detections": eligible, "embedded_detections": embedded,
+                             "embedded_share": round(share, 4)}
+    if deferred is not None:
+        stats["deferred_by_budget"] = deferred
+    return stats
