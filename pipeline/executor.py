@@ -15,6 +15,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from pipeline.export.crops import BestCrops
 from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
 from pipeline.types import Detections, Frame, TrackKey, Tracklet, Tracks
@@ -35,22 +38,31 @@ class InProcessCameras:
         timer: Accumulates the time of each stage.
         outage_reset_s: A camera silent this long has its tracks ended when it comes
             back (live cameras); None never does.
+        crops: Keeps each track's best view as a small crop (``BestCrops``, for the run
+            store's review page); None keeps none. Runs here because only this side
+            has the pixels; what leaves is a small crop when a track's view improves.
     """
 
     def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
                  trackers: Mapping[str, Any], builders: Mapping[str, Any], timer: StageTimer,
-                 outage_reset_s: float | None = None) -> None:
+                 outage_reset_s: float | None = None, crops: BestCrops | None = None) -> None:
         self.detector = detector
         self.embedding = embedding
         self.trackers = dict(trackers)
         self.builders = dict(builders)
         self.timer = timer
         self.outage_reset_s = outage_reset_s
+        self.crops = crops
         self._last_seen: dict[str, float] = {}
         self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
 
-    def process(self, tick: list[Frame]) -> list[tuple[Frame, Tracks]]:
-        """Detect, embed and track one tick; returns each frame with its tracks."""
+    def process(self, tick: list[Frame]) -> list[tuple[Frame, Tracks, dict[int, np.ndarray]]]:
+        """Detect, embed and track one tick.
+
+        Returns:
+            Per frame ``(frame, tracks, crops)``; ``crops`` maps the track ids whose best
+            view improved to a small BGR crop (empty without ``crops``).
+        """
         if not tick:
             return []
         if self.outage_reset_s is not None:
@@ -71,7 +83,9 @@ class InProcessCameras:
                     self.embedding.observe(cid, tracks)
                 self.builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
                                           frame.size_wh)
-            results.append((frame, tracks))
+            crops = {} if self.crops is None else self.crops.update(cid, frame.image_bgr,
+                                                                    tracks)
+            results.append((frame, tracks, crops))
         return results
 
     def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:

@@ -124,6 +124,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
         fps = {s.camera_id: s.fps for s in parts.sources}
         with parts.timer("associate"):
             finished, short = parts.cameras.finish()
+            parts.sinks.on_tracklets(finished)
             parts.sinks.on_revisions(parts.association.finish(
                 now_s=progress.now_s, finished=finished, short_tracks=short))
             identities = parts.association.identities()
@@ -168,16 +169,17 @@ def _step(parts: RunParts, tick: list[Frame], progress: _Progress) -> None:
     if association.due(progress.now_s):
         with parts.timer("associate"):
             snapshots, finished = parts.cameras.events(association.snapshot_frames)
+            parts.sinks.on_tracklets(finished)
             parts.sinks.on_revisions(association.update(
                 now_s=progress.now_s, open_tracklets=snapshots, finished=finished))
     with parts.timer("write"):
-        for frame, tracks in results:
+        for frame, tracks, crops in results:
             cid = frame.camera_id
             ids = [association.global_id(cid, t) for t in tracks.track_id.tolist()]
             parts.sinks.on_rows(FrameTracks(camera_id=cid, frame_index=frame.index,
                                             timestamp_s=frame.timestamp_s,
                                             size_wh=frame.size_wh, tracks=tracks,
-                                            global_ids=ids))
+                                            global_ids=ids, crops=crops))
             progress.frames[cid] += 1
             progress.sizes.setdefault(cid, frame.size_wh)
             progress.rows += len(tracks)

@@ -251,6 +251,10 @@ class FrameTracks:
         tracks: The tracker's output for the frame.
         global_ids: int64 (N,) cross-camera id per track row, known when the rows are
             handed on (``-1`` = not assigned yet; offline runs fill ids in at the end).
+        crops: ``track_id -> uint8 (h, w, 3) BGR`` small crop (at most ~128 px high) of
+            the tracks whose best view improved in this frame (only when the run keeps
+            crops, see ``pipeline.export.crops``); empty otherwise. Small on purpose:
+            the frame itself never travels with the rows.
     """
 
     camera_id: str
@@ -259,6 +263,7 @@ class FrameTracks:
     size_wh: tuple[int, int]
     tracks: Tracks
     global_ids: np.ndarray
+    crops: Mapping[int, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.global_ids = np.asarray(self.global_ids, np.int64).reshape(-1)

@@ -7,6 +7,8 @@ exist (adding an output is adding a sink, like adding a logging handler):
   (:class:`~pipeline.types.FrameTracks`), as the run goes;
 * :meth:`Sink.on_revisions` — id decisions made during the run (online association:
   a tracklet's id set or changed);
+* :meth:`Sink.on_tracklets` — tracklets as they are handed to association (finished
+  ones, with their pooled embedding and quality; offline runs: all of them at the end);
 * :meth:`Sink.on_identities` — the final identities, once, at the end;
 
 then :meth:`Sink.flush` now and then (so a killed run leaves whole lines on disk) and
@@ -16,8 +18,8 @@ another's file (plots, video) comes after it. :meth:`Sink.abort` closes files wi
 finishing them when the run fails.
 
 The sinks of a run are built from the config by the composition root
-(``pipeline.assembly.build_sinks``). An SQLite store or a review page's data are more
-sinks of the same shape.
+(``pipeline.assembly.build_sinks``). The SQLite run store (``pipeline.export.store``)
+is one more sink of the same shape.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pipeline.export.csv_writer import TrajectoryCsvWriter, rewrite_global_ids
 from pipeline.export.mot import MotWriter
 from pipeline.export.plots import plot_trajectories
 from pipeline.export.revisions import RevisionCsvWriter
-from pipeline.types import FrameTracks, Identities, Revision
+from pipeline.types import FrameTracks, Identities, Revision, Tracklet
 
 __all__ = ["Sink", "Sinks", "TrajectorySink", "RevisionSink", "MotSink", "PlotSink",
            "VideoSink"]
@@ -47,6 +49,10 @@ class Sink:
 
     def on_revisions(self, revisions: Sequence[Revision]) -> None:
         """Global ids set or changed during the run."""
+
+    def on_tracklets(self, tracklets: Sequence[Tracklet]) -> None:
+        """Finished tracklets, when they are handed to association (before the
+        revisions that step makes); each carries its pooled embedding and quality."""
 
     def on_identities(self, identities: Identities) -> None:
         """The final identities of the run (called once, before :meth:`close`)."""
@@ -76,6 +82,11 @@ class Sinks(Sink):
         if revisions:
             for sink in self.sinks:
                 sink.on_revisions(revisions)
+
+    def on_tracklets(self, tracklets: Sequence[Tracklet]) -> None:
+        if tracklets:
+            for sink in self.sinks:
+                sink.on_tracklets(tracklets)
 
     def on_identities(self, identities: Identities) -> None:
         for sink in self.sinks:
