@@ -22,6 +22,7 @@ from pipeline.association import ASSOCIATORS, Association
 from pipeline.config import ConfigError, RunConfig, check_params
 from pipeline.executor import InProcessCameras
 from pipeline.export import sinks as out
+from pipeline.export.crops import BestCrops
 from pipeline.runtime import (
     Housekeeping,
     StageTimer,
@@ -105,6 +106,8 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
     Rows stream with the id known when written; runs whose association gives ids
     during the run (online) stream ``trajectories.csv`` and log ``revisions.csv``, the
     others stream ``tracks_local.csv``; both finish with every row's final id.
+    ``output.store`` (default on) adds ``run.sqlite`` (``pipeline.export.store``), closed
+    after the CSV so both end with the same ids.
     """
     live_ids = association.snapshot_frames is not None
     streamed, final = (("trajectories.csv", "trajectories_final.csv") if live_ids
@@ -113,6 +116,11 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
     sinks: list[out.Sink] = [rows]
     if live_ids:
         sinks.append(out.RevisionSink(out_dir / "revisions.csv", flush_s=flush_s))
+    if config.output.store:
+        from pipeline.export.store import STORE_NAME, StoreSink
+
+        sinks.append(StoreSink(out_dir / STORE_NAME, [c.id for c in config.cameras],
+                               association=association.mode, final_csv=final))
     if config.output.mot:
         sinks.append(out.MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
     if config.output.plots:
@@ -259,7 +267,8 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
                                        dict(config.tracker.params), "tracker", where)
                   for cid in camera_ids},
         builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
-        outage_reset_s=outage_reset_s)
+        outage_reset_s=outage_reset_s,
+        crops=BestCrops() if config.output.store else None)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,9 @@ class OutputConfig:
     mot: bool = True
     plots: bool = True
     save_video: bool = False
+    # run.sqlite (pipeline.export.store): rows, tracklets, identities, best crops; what
+    # `mtmc query` and `mtmc review` read.
+    store: bool = True
 
 
 EXECUTORS = ("inprocess", "ray")

@@ -35,8 +35,10 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 from pipeline.assembly import ExecutorContext, stream_options_for
 from pipeline.ray_worker import WORKER_ENV, Batch, CameraWorker, NotResumed, WorkerPlan
@@ -341,13 +343,14 @@ class RayCameras:
         self._snapshots: dict[int, list[Tracklet]] = {}
         self._finished: list[Tracklet] = []
 
-    def process(self, tick: list[CameraUpdate]) -> list[tuple[CameraUpdate, Tracks]]:
-        """The tick's updates as ``(frame-like record, tracks)``; keeps their events."""
+    def process(self, tick: list[CameraUpdate]) -> list[tuple[CameraUpdate, Tracks,
+                                                              Mapping[int, np.ndarray]]]:
+        """The tick's updates as ``(frame-like record, tracks, crops)``; keeps their events."""
         for update in tick:
             if update.snapshots is not None:
                 self._snapshots[id(self._group_of[update.camera_id])] = update.snapshots
             self._finished += update.finished
-        return [(update, update.tracks) for update in tick]
+        return [(update, update.tracks, update.crops) for update in tick]
 
     def _sorted(self, tracklets: list[Tracklet]) -> list[Tracklet]:
         return sorted(tracklets, key=lambda t: self.order[t.camera_id])  # stable

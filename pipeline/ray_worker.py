@@ -285,7 +285,7 @@ class CameraWorker:
             self.last_due_s = now_s  # the associator's schedule (OnlineAssociator.due)
             snapshots, finished = self.cams.events(self.plan.snapshot_frames)
         updates = []
-        for i, (frame, tracks) in enumerate(results):
+        for i, (frame, tracks, crops) in enumerate(results):
             cid = frame.camera_id
             index = frame.index + self.offset[cid]
             self.next_index[cid] = index + 1
@@ -294,7 +294,8 @@ class CameraWorker:
                 size_wh=frame.size_wh,
                 tracks=Tracks(track_id=tracks.track_id, xyxy=tracks.xyxy, score=tracks.score,
                               det_index=tracks.det_index),
-                snapshots=snapshots if i == 0 else None, finished=finished if i == 0 else []))
+                snapshots=snapshots if i == 0 else None, finished=finished if i == 0 else [],
+                crops=crops))
         return updates
 
     def finish(self) -> dict[str, Any]:

@@ -292,6 +292,8 @@ class CameraUpdate:
         snapshots: Open tracklets snapshotted at this tick when the association was due
             (None when it was not; may hold other cameras of the same worker).
         finished: Tracklets handed on at this tick (same worker's cameras).
+        crops: ``track_id -> small BGR crop`` of the tracks whose best view improved
+            (see ``FrameTracks.crops``; empty when the run keeps no crops).
     """
 
     camera_id: str
@@ -301,6 +303,7 @@ class CameraUpdate:
     tracks: Tracks
     snapshots: list[Tracklet] | None = None
     finished: list[Tracklet] = field(default_factory=list)
+    crops: Mapping[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
