@@ -3,6 +3,8 @@
 ``mtmc run CONFIG --out DIR``      the pipeline on recorded footage or live cameras
 ``mtmc reid train|eval|export``    re-id model tools
 ``mtmc eval mot|mtmc``             tracking metrics
+``mtmc query RUN_DIR``             who was where, from a run's store (run.sqlite)
+``mtmc review RUN_DIR``            the review page (merge/split identities), --export
 
 Library code raises; this module turns errors into one clear line on stderr
 and a non-zero exit code.
@@ -109,6 +111,87 @@ def _print_summary(summary: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query", help="where an identity was, or who a camera saw (run.sqlite)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output folder of mtmc run")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--id", type=int, dest="global_id", help="global identity to look up")
+    what.add_argument("--camera", help="camera whose people to list")
+    p.add_argument("--from", type=float, dest="from_s", metavar="SECONDS",
+                   help="with --camera: from this time (seconds on the run's clock)")
+    p.add_argument("--to", type=float, dest="to_s", metavar="SECONDS",
+                   help="with --camera: up to this time (inclusive)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_query)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.export.store_read import open_run
+
+    if args.global_id is not None and (args.from_s is not None or args.to_s is not None):
+        raise ValueError("--from/--to go with --camera, not with --id")
+    with open_run(args.run_dir) as store:
+        result = (store.identity(args.global_id) if args.global_id is not None
+                  else store.at_camera(args.camera, args.from_s, args.to_s))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.global_id is not None:
+        first, last = result["first_seen"], result["last_seen"]
+        lines = [f"identity {result['global_id']}: {len(result['cameras'])} camera(s), first "
+                 f"seen {first['time_s']:.2f} s on {first['camera']}, last seen "
+                 f"{last['time_s']:.2f} s on {last['camera']}"]
+        for camera in result["cameras"]:
+            spans = ", ".join(f"{s['from_s']:.2f}-{s['to_s']:.2f} s (track {s['track_id']})"
+                              for s in camera["spans"])
+            lines.append(f"  {camera['camera']}: {spans}")
+        print("\n".join(lines))
+    else:
+        window = (f"{'start' if args.from_s is None else f'{args.from_s:g} s'} to "
+                  f"{'end' if args.to_s is None else f'{args.to_s:g} s'}")
+        people = result["identities"]
+        lines = [f"{result['camera']}, {window}: {len(people)} identit"
+                 f"{'y' if len(people) == 1 else 'ies'}"]
+        lines += [f"  id {p['global_id']:>4}: {p['first_s']:.2f}-{p['last_s']:.2f} s, "
+                  f"{p['rows']} rows, track(s) {', '.join(map(str, p['track_ids']))}"
+                  for p in people]
+        print("\n".join(lines))
+    return 0
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="review page of a run: merge/split identities, export")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output folder of mtmc run")
+    p.add_argument("--port", type=int, default=8765, help="local port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default local)")
+    p.add_argument("--export", action="store_true",
+                   help="write trajectories_reviewed.csv with the corrections applied, and exit")
+    p.set_defaults(handler=_cmd_review)
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    if args.export:
+        from pipeline.export.store_read import open_run
+
+        with open_run(args.run_dir) as store:
+            active = sum(not c["undone"] for c in store.corrections())
+            path, rows = store.export_reviewed()
+        print(f"wrote {path}: {rows} rows, {active} correction(s) applied")
+        return 0
+    from pipeline.review import make_server
+
+    server = make_server(args.run_dir, host=args.host, port=args.port)
+    print(f"review page of {args.run_dir}: {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _add_tools(sub: argparse._SubParsersAction) -> None:
     groups: dict[str, argparse._SubParsersAction] = {}
     helps = {"reid": "re-identification models: train, eval, export",
@@ -137,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_query(sub)
+    _add_review(sub)
     _add_tools(sub)
     return parser
 

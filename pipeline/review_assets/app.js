@@ -1,0 +1,146 @@
+// mtmc review page: one card per identity, merge / split / undo through the JSON API.
+"use strict";
+
+let data = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function seconds(t) { return t.toFixed(1); }
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+  const response = await fetch(path, options);
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+async function act(path, body, done) {
+  try {
+    await api(path, body);
+    document.getElementById("status").textContent = done;
+  } catch (error) {
+    document.getElementById("status").textContent = "error: " + error.message;
+  }
+  await load();
+}
+
+function selected() {
+  return [...document.querySelectorAll("input.pick:checked")].map(b => Number(b.value));
+}
+
+function updateMerge() {
+  const picks = selected();
+  const button = document.getElementById("merge");
+  button.disabled = picks.length !== 2;
+  button.textContent = picks.length === 2
+    ? `Merge ${Math.max(...picks)} into ${Math.min(...picks)}` : "Merge selected";
+  for (const card of document.querySelectorAll(".card")) {
+    card.classList.toggle("selected", picks.includes(Number(card.dataset.id)));
+  }
+}
+
+function card(identity) {
+  const span = Math.max(data.t1 - data.t0, 1e-6);
+  const pick = el("input", {type: "checkbox", class: "pick", value: identity.global_id});
+  pick.addEventListener("change", updateMerge);
+  const node = el("section", {class: "card", "data-id": identity.global_id},
+    el("h2", {}, pick, `id ${identity.global_id}`,
+      el("span", {class: "meta"}, `${identity.cameras.length} camera(s) · ` +
+        `${seconds(identity.first_s)}–${seconds(identity.last_s)} s · ` +
+        `${seconds(identity.duration_s)} s`)));
+  const several = identity.tracklets.length > 1;
+  for (const camera of identity.cameras) {
+    const tracks = identity.tracklets.filter(t => t.camera === camera);
+    const crops = el("div", {class: "crops"});
+    const line = el("div", {class: "timeline", title: `${camera} timeline`});
+    for (const t of tracks) {
+      const figure = el("figure", {class: "tracklet", "data-camera": t.camera,
+                                   "data-track": t.track_id});
+      if (t.crop) {
+        figure.append(el("img", {alt: `${t.camera} track ${t.track_id}`, loading: "lazy",
+          src: `api/crop?camera=${encodeURIComponent(t.camera)}&track=${t.track_id}`}));
+      }
+      figure.append(el("figcaption", {}, `t${t.track_id} ${seconds(t.first_s)}–` +
+                                         `${seconds(t.last_s)} s `));
+      if (several) {
+        const split = el("button", {class: "split", title: "make this tracklet a new identity",
+                                    "data-camera": t.camera, "data-track": t.track_id}, "split");
+        split.addEventListener("click", () => act("api/split",
+          {camera: t.camera, track_id: t.track_id}, `split ${t.camera}/t${t.track_id} off`));
+        figure.querySelector("figcaption").append(split);
+      }
+      crops.append(figure);
+      line.append(el("span", {class: "span", title: `${seconds(t.first_s)}–${seconds(t.last_s)} s`,
+        style: `left:${100 * (t.first_s - data.t0) / span}%;` +
+               `width:${100 * (t.last_s - t.first_s) / span}%`}));
+    }
+    node.append(el("div", {class: "cam-row", "data-camera": camera},
+                   el("div", {class: "cam-name"}, camera), crops, line));
+  }
+  return node;
+}
+
+function render() {
+  const query = document.getElementById("search").value.trim();
+  const order = document.getElementById("sort").value;
+  let list = data.identities.filter(i => !query || String(i.global_id) === query);
+  const keys = {
+    cameras: (a, b) => b.cameras.length - a.cameras.length || b.duration_s - a.duration_s,
+    duration: (a, b) => b.duration_s - a.duration_s || b.cameras.length - a.cameras.length,
+  };
+  list = [...list].sort((a, b) => (keys[order] ? keys[order](a, b) : 0) ||
+                                  a.global_id - b.global_id);
+  const cards = document.getElementById("cards");
+  cards.replaceChildren(...list.map(card));
+  document.getElementById("count").textContent =
+    `${list.length} of ${data.identities.length} identities`;
+  updateMerge();
+}
+
+function renderCorrections() {
+  const list = document.getElementById("corrections");
+  list.replaceChildren(...data.corrections.slice().reverse().map(c => {
+    const text = c.kind === "merge" ? `#${c.id} merged ${c.absorb_id} into ${c.keep_id}`
+      : `#${c.id} split ${c.camera}/t${c.track_id} off as ${c.new_id}`;
+    const item = el("li", {class: c.undone ? "undone" : "", "data-id": c.id}, text + " ");
+    if (!c.undone) {
+      const undo = el("button", {class: "undo", "data-id": c.id}, "undo");
+      undo.addEventListener("click", () => act("api/undo", {id: c.id}, `undid #${c.id}`));
+      item.append(undo);
+    }
+    return item;
+  }));
+  document.getElementById("corrections-count").textContent = data.corrections.length;
+}
+
+async function load() {
+  data = await api("api/run");
+  document.getElementById("run").textContent =
+    `${data.run} · ${data.cameras.length} cameras · ${data.state}`;
+  render();
+  renderCorrections();
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+document.getElementById("search").addEventListener("input", render);
+document.getElementById("sort").addEventListener("change", render);
+document.getElementById("merge").addEventListener("click", () => {
+  const picks = selected();
+  if (picks.length !== 2) return;
+  const keep = Math.min(...picks), absorb = Math.max(...picks);
+  act("api/merge", {keep, absorb}, `merged ${absorb} into ${keep}`);
+});
+load().catch(error => {
+  document.getElementById("status").textContent = "error: " + error.message;
+});
