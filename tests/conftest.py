@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.types import Detections, Tracklet, Tracks
 
@@ -49,3 +50,21 @@ def make_tracklet(camera: str, track_id: int, frames: Sequence[int], vector,
     return Tracklet(camera_id=camera, track_id=track_id, frames=frames,
                     timestamps_s=frames / fps, xyxy=np.zeros((len(frames), 4)),
                     embedding=v / np.linalg.norm(v), quality=quality)
+
+
+SAMPLE_CONFIG = REPO / "configs" / "sample.yaml"
+"""The shipped four-camera sample's config."""
+
+
+@pytest.fixture(scope="session")
+def sample_store_run(tmp_path_factory):
+    """One short offline run of the shipped sample (30 ticks, 4 cameras), shared by the
+    run-store and review tests: ``(out_dir, summary)``. Copy the folder before writing
+    to its store (review corrections)."""
+    from pipeline.config import load_config
+    from pipeline.runner import RunOptions, run
+
+    out = tmp_path_factory.mktemp("sample_store")
+    summary = run(load_config(SAMPLE_CONFIG), out,
+                  RunOptions(max_frames=30, progress=False, handle_signals=False))
+    return out, summary
