@@ -27,6 +27,8 @@ Files written in ``out_dir`` by the sinks (schema in README.md):
 * ``revisions.csv``, ``trajectories_final.csv``  (online) the id assignments and
   revisions, and the rows rewritten with the final ids at the end of the run;
 * ``mot/<camera>.txt``  MOTChallenge rows with local track ids;
+* ``run.sqlite``        the run store (rows, tracklets with embeddings and best crops,
+  identities, revisions; committed per flush), read by ``mtmc query`` / ``mtmc review``;
 * ``summary.json``      cameras (with health counters when live), frames, identities,
   per-stage ms, throughput;
 * ``plots/*.png`` and, with video enabled, ``video/<camera>.mp4``.
