@@ -179,15 +179,22 @@ def _cmd_review(args: argparse.Namespace) -> int:
             path, rows = store.export_reviewed()
         print(f"wrote {path}: {rows} rows, {active} correction(s) applied")
         return 0
+    import signal
+
     from pipeline.review import make_server
 
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
     server = make_server(args.run_dir, host=args.host, port=args.port)
+    previous = signal.signal(signal.SIGTERM, stop)  # a service manager's stop: clean exit 0
     print(f"review page of {args.run_dir}: {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
     return 0
 

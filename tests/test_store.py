@@ -186,7 +186,7 @@ def test_corrections_and_reviewed_export(sample_store_run, tmp_path):
 @pytest.mark.parametrize("case", ["not a folder", "no store", "corrupt", "old schema"])
 @pytest.mark.parametrize("command", [("query", "--id", "1"), ("review", "--export"),
                                      ("review", "--port", "0")])
-def test_bad_run_folders_give_one_clear_error(tmp_path, case, command):
+def test_bad_run_folders_give_one_clear_error(tmp_path, capsys, case, command):
     target = tmp_path / "run"
     if case == "not a folder":
         target.write_text("x")
@@ -200,10 +200,17 @@ def test_bad_run_folders_give_one_clear_error(tmp_path, case, command):
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             db.execute("CREATE TABLE tracklets (camera TEXT)")
             db.execute("INSERT INTO meta VALUES ('schema_version', '0')")
-    result = _mtmc(command[0], target, *command[1:])
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    if case == "corrupt" and command[0] == "query":  # once through a real process
+        result = _mtmc(command[0], target, *command[1:])
+        code, stderr = result.returncode, result.stderr
+        assert "Traceback" not in stderr
+    else:
+        from pipeline.cli import main
+
+        code = main([command[0], str(target), *command[1:]])  # an escaping error fails here
+        stderr = capsys.readouterr().err
+    assert code == 2
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mtmc: error: ") and str(target) in lines[0]
     assert any(word in lines[0] for word in ("mtmc run", "re-run")), lines[0]
 
@@ -308,3 +315,28 @@ def test_kill_9_keeps_every_committed_row(tmp_path):
                              "WHERE t.camera IS NULL").fetchone()[0]
     assert missing == 0
     print(f"kill -9: {len(stored)} rows committed to the store, {len(csv_rows)} in the CSV")
+
+
+def test_review_command_serves_the_page_and_stops_on_sigterm(sample_store_run):
+    import signal
+    import urllib.request
+
+    out, _ = sample_store_run
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "review", str(out),
+                                "--port", "0"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = line.split(": ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert b"app.js" in page.read()
+        with urllib.request.urlopen(url + "api/run", timeout=10) as answer:
+            data = json.loads(answer.read())
+        assert data["state"] == "finished" and data["identities"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
