@@ -68,3 +68,19 @@ def sample_store_run(tmp_path_factory):
     summary = run(load_config(SAMPLE_CONFIG), out,
                   RunOptions(max_frames=30, progress=False, handle_signals=False))
     return out, summary
+
+
+def pets09_frames(numbers: Sequence[int]) -> list[np.ndarray]:
+    """PETS09-S2L1 frames (BGR) by 1-based frame number, in the order of ``numbers``."""
+    import cv2
+
+    wanted = set(numbers)
+    capture = cv2.VideoCapture(str(DATA / "video" / "pets09_s2l1" / "vtest.avi"))
+    found = {}
+    for n in range(1, max(wanted) + 1):
+        ok, image = capture.read()
+        assert ok, f"PETS09 video ended before frame {n}"
+        if n in wanted:
+            found[n] = image
+    capture.release()
+    return [found[n] for n in numbers]

@@ -19,7 +19,7 @@ import torch
 from pipeline.detection import YoloDetector
 from pipeline.detection.backends import BACKENDS, infer_backend
 from pipeline.geometry import iou_matrix, linear_assignment
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, pets09_frames
 
 INT8 = DATA / "weights" / "yolov8n_int8.tflite"
 RECOVERED = REPO / "weights" / "yolov8n_recovered.pt"
@@ -28,14 +28,7 @@ PETS_FRAMES = (150, 400)
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(DATA / "video" / "pets09_s2l1" / "vtest.avi"))
-    images = []
-    for n in range(1, max(PETS_FRAMES) + 1):
-        ok, image = capture.read()
-        assert ok
-        if n in PETS_FRAMES:
-            images.append(image)
-    capture.release()
+    images = pets09_frames(PETS_FRAMES)
     mot = DATA / "mot" / "MOT17-mini" / "train" / "MOT17-04-FRCNN" / "img1" / "000001.jpg"
     return [*images, cv2.imread(str(mot))]
 

@@ -21,7 +21,7 @@ from pipeline.detection import YoloDetector
 from pipeline.geometry import iou_matrix, linear_assignment
 from pipeline.int8 import detector_ir, reid_ir
 from pipeline.reid.embedder import CropEmbedder
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, pets09_frames
 
 DETECTOR = REPO / "weights" / "yolov8n_recovered.pt"
 REID = REPO / "weights" / "hacnn_cuhk.safetensors"
@@ -30,15 +30,7 @@ PETS_FRAMES = (50, 150, 300, 400, 600)
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(DATA / "video" / "pets09_s2l1" / "vtest.avi"))
-    images = []
-    for n in range(1, max(PETS_FRAMES) + 1):
-        ok, image = capture.read()
-        assert ok
-        if n in PETS_FRAMES:
-            images.append(image)
-    capture.release()
-    return images
+    return pets09_frames(PETS_FRAMES)
 
 
 def _detector(**kwargs) -> YoloDetector:
