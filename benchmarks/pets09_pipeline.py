@@ -2,6 +2,7 @@
 
 Usage (from the repository root):
     python3 -m benchmarks.pets09_pipeline [--config CONFIG] [--out DIR] [--max-frames N]
+        [--set reid.precision=int8,detector.precision=int8,...]  (speed.py's lever syntax)
 
 Prints one JSON object: HOTA, DetA, AssA, IDF1, MOTA, IDSW, FP, FN and the run's
 throughput and per-stage milliseconds (docs/PIPELINE.md quotes it).
@@ -53,8 +54,15 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "pets09_s2l1.yaml")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_pets09")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--set", default="", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="change settings of the config (detector.KEY, reid.KEY, run.KEY)")
     args = parser.parse_args()
-    print(json.dumps(evaluate_pets09(args.config, args.out, max_frames=args.max_frames),
+    config: Path | RunConfig = args.config
+    if args.set:
+        from benchmarks.speed import apply_overrides, parse_lever
+
+        config = apply_overrides(load_config(args.config), parse_lever(f"set={args.set}")[1])
+    print(json.dumps(evaluate_pets09(config, args.out, max_frames=args.max_frames),
                      indent=2))
     return 0
 
