@@ -102,8 +102,17 @@ def parse_params(spec: str) -> dict[str, float]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"tracker override {item!r} is not KEY=VALUE")
-        params[key.strip()] = float(value) if "." in value else int(value)
+        params[key.strip()] = _number_or_text(value.strip())
     return params
+
+
+def _number_or_text(value: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _tracker_factory(label: str):

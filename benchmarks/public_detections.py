@@ -64,6 +64,8 @@ class PublicDetector:
     def __init__(self, *, frames: list[Detections], device: str = "cpu", **_: object) -> None:
         self.frames = frames
         self.calls = 0
+        # The size key CameraDetector files the plain path under; nothing is resized.
+        self.imgsz = (576, 768)
 
     def detect(self, images_bgr: list[np.ndarray]) -> list[Detections]:
         if len(images_bgr) != 1:
@@ -104,6 +106,9 @@ def main() -> int:
     parser.add_argument("--scales", type=float, nargs="*", default=[],
                         help="extra score scales for the motion-only trackers (sensitivity)")
     parser.add_argument("--no-appearance", action="store_true", help="skip the re-id row")
+    parser.add_argument("--set", default="", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="change settings of both configs (tracker.KEY, reid.KEY), "
+                        "e.g. tracker.output_box=filtered")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -111,6 +116,12 @@ def main() -> int:
     gt = read_mot_txt(PETS / "gt" / "gt.txt")
     config = load_config(args.config)
     motion_config = load_config(args.motion_config)
+    if args.set:
+        from benchmarks.speed import apply_overrides, parse_lever
+
+        overrides = parse_lever(f"set={args.set}")[1]
+        config = apply_overrides(config, overrides)
+        motion_config = apply_overrides(motion_config, overrides)
     for cfg in (config, motion_config):
         if len(cfg.cameras) != 1:
             raise SystemExit(f"{cfg.source_file}: need a one-camera PETS09 config")
