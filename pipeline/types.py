@@ -138,7 +138,8 @@ class Tracks:
 
     Attributes:
         track_id: int64 (N,) per-camera track ids (positive, unique in a frame).
-        xyxy: float32 (N, 4) boxes in pixels (the matched detection's box).
+        xyxy: float32 (N, 4) boxes in pixels (the tracker's filtered box, or the matched
+            detection's, see ``ByteTracker(output_box=...)``).
         score: float32 (N,) score of the matched detection.
         det_index: int64 (N,) row of the input ``Detections`` each track matched.
         embedding: float32 (N, D) the matched detection's embedding, or (N, 0).

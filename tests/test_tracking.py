@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
+from pipeline.geometry import iou_matrix
+
 from pipeline.tracking import TRACKERS, ByteTracker, build_tracker
 from pipeline.tracking import kalman as kal
 from pipeline.tracking.costs import (
@@ -171,17 +173,24 @@ def test_ids_positive_unique_and_output_rows_match_detections():
     rng = np.random.default_rng(1)
     start = rng.uniform(0, 1500, (12, 2))
     vel = rng.normal(0, 4, (12, 2))
-    tracker = ByteTracker()
+    raw, filtered = ByteTracker(output_box="detection"), ByteTracker()
     for f in range(25):
         p = start + vel * f
         xyxy = np.concatenate([p, p + [40, 100]], axis=1) + rng.normal(0, 1, (12, 4))
         keep = rng.random(12) > 0.1
         emb = rng.normal(size=(12, 16)).astype(np.float32)
         dets = make_dets(xyxy[keep], rng.uniform(0.2, 1.0, keep.sum()), emb[keep])
-        out = tracker.update(dets)
+        out = raw.update(dets)
+        smooth = filtered.update(dets)
         assert (out.track_id > 0).all() and len(set(out.track_id.tolist())) == len(out)
         assert len(set(out.det_index.tolist())) == len(out)
         np.testing.assert_array_equal(out.xyxy, dets.xyxy[out.det_index])
+        # Filtered output: the same tracks and rows; each box is the filter's estimate
+        # of that detection (IoU 0.85-1.0 here: 1-px jitter, 4-px/frame motion).
+        np.testing.assert_array_equal(smooth.det_index, out.det_index)
+        np.testing.assert_array_equal(smooth.track_id, out.track_id)
+        iou = np.diag(iou_matrix(smooth.xyxy, out.xyxy)) if len(out) else np.ones(0)
+        assert (iou > 0.8).all()
         np.testing.assert_array_equal(out.embedding, dets.embedding[out.det_index])
         np.testing.assert_array_equal(out.score, dets.score[out.det_index])
 

@@ -131,17 +131,30 @@ class BoxKalmanFilter:
         q[VASPECT, VASPECT] = 1e-10
         self._kf.predict(Q=q)
 
-    def _measurement_noise(self) -> np.ndarray:
+    def _measurement_noise(self, std: np.ndarray | None = None) -> np.ndarray:
         h = self._kf.x[HEIGHT, 0]
         r = self._r
-        r[CX, CX] = r[CY, CY] = r[HEIGHT, HEIGHT] = (self._wp * h) ** 2
-        r[ASPECT, ASPECT] = 1e-2
+        if std is None:
+            r[CX, CX] = r[CY, CY] = r[HEIGHT, HEIGHT] = (self._wp * h) ** 2
+            r[ASPECT, ASPECT] = 1e-2
+        else:
+            r[CX, CX] = (std[CX] * h) ** 2
+            r[CY, CY] = (std[CY] * h) ** 2
+            r[HEIGHT, HEIGHT] = (std[HEIGHT] * h) ** 2
+            r[ASPECT, ASPECT] = std[ASPECT] ** 2
         return r
 
-    def update(self, xyah: np.ndarray) -> None:
-        """Correct with a (4,) ``xyah`` measurement."""
+    def update(self, xyah: np.ndarray, *, noise_std: np.ndarray | None = None) -> None:
+        """Correct with a (4,) ``xyah`` measurement.
+
+        Args:
+            xyah: The measured box.
+            noise_std: (4,) measurement noise std to use instead of the fixed model
+                (cx, cy, h as fractions of the box height, aspect absolute), e.g.
+                from ``pipeline.tracking.noise.BoxNoiseEstimator``.
+        """
         z = np.asarray(xyah, dtype=np.float64).reshape(MEASUREMENT_DIM, 1)
-        self._kf.update(z, R=self._measurement_noise())
+        self._kf.update(z, R=self._measurement_noise(noise_std))
 
     def project(self) -> tuple[np.ndarray, np.ndarray]:
         """State distribution in measurement space.

@@ -21,6 +21,12 @@ Association per frame (ByteTrack, with appearance in the first stage):
 4. new tentative tracks from the remaining detections scoring >= ``new_track_thresh``;
 5. tracks unmatched for more than ``max_lost_frames`` frames are removed.
 
+The Kalman filter's measurement noise follows the detector (``adaptive_noise``): the
+jitter of strong boxes matched in consecutive frames is measured as the tracker runs
+(``pipeline.tracking.noise``), so gt-exact boxes are followed exactly while a jittery
+detector's boxes are averaged over more frames, for prediction and for the reported
+box (``output_box``).
+
 Track ids are assigned when a track is confirmed, from a counter owned by the
 instance, so two cameras never share ids state and the ids a camera outputs are
 1, 2, 3, ... without gaps.
@@ -41,9 +47,13 @@ from pipeline.tracking.costs import (
     iou_distance,
 )
 from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis
+from pipeline.tracking.noise import BoxNoiseEstimator
 from pipeline.types import Detections, Tracks
 
-__all__ = ["TrackState", "ByteTracker", "TRACKERS", "build_tracker"]
+__all__ = ["TrackState", "ByteTracker", "TRACKERS", "build_tracker", "OUTPUT_BOXES"]
+
+# What a matched track reports: the Kalman filter's corrected box, or the raw detection.
+OUTPUT_BOXES = ("filtered", "detection")
 
 
 class TrackState(Enum):
@@ -55,7 +65,8 @@ class TrackState(Enum):
 class _Track:
     """Internal per-track record (never leaves the tracker)."""
 
-    __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "start_frame", "embedding")
+    __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "start_frame", "embedding",
+                 "recent")
 
     def __init__(self, xyah: np.ndarray, frame: int, embedding: np.ndarray | None) -> None:
         self.kf = BoxKalmanFilter(xyah=xyah)
@@ -64,6 +75,8 @@ class _Track:
         self.hits = 1
         self.last_frame = frame
         self.start_frame = frame
+        # (frame, xyah) of the last strong boxes matched in consecutive frames.
+        self.recent: list[tuple[int, np.ndarray]] = []
         self.embedding = None
         if embedding is not None:
             self.update_embedding(embedding, 0.0)
@@ -107,6 +120,18 @@ class ByteTracker:
             output keeps the detector's own scores. 1.0 = scores are probabilities.
         low_extends_lost: Let low-score detections re-acquire lost tracks (stage 2),
             not only extend tracked ones.
+        adaptive_noise: Measure the detector's box jitter from the tracks (second
+            differences of strong boxes in consecutive frames,
+            ``pipeline.tracking.noise``) and use it, times ``noise_gain``, as the Kalman
+            filter's measurement noise, instead of a fixed 1/20 of the box height.
+            Exact boxes are then followed exactly and jittery ones smoothed as much
+            as they need (docs/BENCHMARKS.md §3d).
+        noise_gain: Factor on the measured jitter std. Above 1 because a detector's
+            errors persist over frames (a cut-off box stays cut off), which frame-to-
+            frame differences do not see: 2 is best on PETS09 (7 fps, real detector)
+            and the MOT17 noise study; 4 helped MOT17's 30 fps but hurt PETS09.
+        output_box: "filtered" (default) reports the filter's corrected box, the
+            ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
 
     The score thresholds (0.4 / 0.1 / 0.5) come from ``benchmarks/tracker_thresholds.py``
     (PETS09 with the real detector, HA-CNN and motion only) and the MOT17 noise study
@@ -134,6 +159,9 @@ class ByteTracker:
         duplicate_iou: float = 0.85,
         score_scale: float = 1.0,
         low_extends_lost: bool = True,
+        adaptive_noise: bool = True,
+        noise_gain: float = 2.0,
+        output_box: str = "filtered",
     ) -> None:
         if not 0.0 <= low_thresh <= high_thresh <= 1.0:
             raise ValueError(
@@ -146,6 +174,10 @@ class ByteTracker:
                 f"score_scale must be a positive number (the score your detector gives a "
                 f"certain detection, 1.0 for probabilities), got {score_scale}"
             )
+        if output_box not in OUTPUT_BOXES:
+            raise ValueError(f"unknown output_box {output_box!r}; choose one of {OUTPUT_BOXES}")
+        if not noise_gain > 0 or not np.isfinite(noise_gain):
+            raise ValueError(f"noise_gain must be a positive number, got {noise_gain}")
         if min_hits < 1 or max_lost_frames < 0:
             raise ValueError("min_hits must be >= 1 and max_lost_frames >= 0")
         self.high_thresh = float(high_thresh)
@@ -165,6 +197,10 @@ class ByteTracker:
         self.duplicate_iou = float(duplicate_iou)
         self.score_scale = float(score_scale)
         self.low_extends_lost = bool(low_extends_lost)
+        self.adaptive_noise = bool(adaptive_noise)
+        self.noise_gain = float(noise_gain)
+        self.output_box = output_box
+        self._noise = BoxNoiseEstimator()
         self.reset()
 
     def reset(self) -> None:
@@ -172,6 +208,8 @@ class ByteTracker:
         self._tracks: list[_Track] = []
         self._frame = 0
         self._next_id = 1
+        self._noise.reset()
+        self._jitter: list[tuple[np.ndarray, float]] = []
 
     @property
     def frame_count(self) -> int:
@@ -191,8 +229,25 @@ class ByteTracker:
             track.track_id = self._next_id
             self._next_id += 1
 
-    def _apply(self, track: _Track, xyah: np.ndarray, emb: np.ndarray | None) -> None:
-        track.kf.update(xyah)
+    @property
+    def measurement_noise(self) -> np.ndarray | None:
+        """(4,) box noise std the filter uses now (cx, cy, h relative to the height,
+        aspect absolute): the detector's measured jitter x ``noise_gain``; None while
+        the fixed model is in use (``adaptive_noise`` off, or too few samples yet)."""
+        if not self.adaptive_noise or not self._noise.ready:
+            return None
+        return self._noise.std * self.noise_gain
+
+    def _apply(self, track: _Track, xyah: np.ndarray, emb: np.ndarray | None,
+               *, strong: bool = False) -> None:
+        if strong and track.recent and track.recent[-1][0] == self._frame - 1:
+            track.recent = [*track.recent[-2:], (self._frame, xyah)]
+        else:
+            track.recent = [(self._frame, xyah)] if strong else []
+        if len(track.recent) == 3:
+            (_, z0), (_, z1), (_, z2) = track.recent
+            self._jitter.append((z2 - 2.0 * z1 + z0, float(z1[3])))
+        track.kf.update(xyah, noise_std=self.measurement_noise)
         track.last_frame = self._frame
         if emb is not None:
             track.update_embedding(emb, self.ema_alpha)
@@ -242,6 +297,20 @@ class ByteTracker:
         disagree = ~no_appearance & (np.clip(app, 0.0, 1.0) > self.appearance_thresh)
         return np.where(lost & disagree, np.inf, cost).astype(np.float32)
 
+    def _veto_unlike_lost(self, cost: np.ndarray, tracks: list[_Track],
+                          det_emb: np.ndarray) -> np.ndarray:
+        """``cost`` with ``inf`` where a lost track and a detection both carry a
+        vector and the two disagree (cosine distance > ``appearance_thresh``)."""
+        lost = [i for i, t in enumerate(tracks) if t.state is TrackState.LOST
+                and t.embedding is not None and t.embedding.shape[0] == det_emb.shape[1]]
+        if not lost or det_emb.shape[0] == 0:
+            return cost
+        app = embedding_distance(np.stack([tracks[i].embedding for i in lost]), det_emb)
+        unlike = (app > self.appearance_thresh) & np.any(det_emb, axis=1)[None, :]
+        cost = cost.copy()
+        cost[lost] = np.where(unlike, np.inf, cost[lost])
+        return cost
+
     # -- the frame step --------------------------------------------------------------
 
     def update(self, detections: Detections) -> Tracks:
@@ -252,8 +321,9 @@ class ByteTracker:
                 L2-normalised embeddings; (N, 0) embeddings = plain ByteTrack).
 
         Returns:
-            The confirmed tracks matched in this frame, sorted by id; ``xyxy``/``score``
-            are the matched detection's, ``det_index`` its row in ``detections``.
+            The confirmed tracks matched in this frame, sorted by id; ``xyxy`` is the
+            filtered box (or the detection's, ``output_box="detection"``), ``score``
+            the matched detection's, ``det_index`` its row in ``detections``.
         """
         self._frame += 1
         frame = self._frame
@@ -280,16 +350,19 @@ class ByteTracker:
         pairs, rest_t, rest_d = linear_assignment(cost, self.match_thresh)
         for i, j in pairs:
             d = int(high[j])
-            self._apply(pool[i], det_xyah[d], None if emb is None else emb[d])
+            self._apply(pool[i], det_xyah[d], None if emb is None else emb[d], strong=True)
             pool[i].state = TrackState.TRACKED
             matched[d] = pool[i]
         high = high[rest_d]
 
         # Stage 2: low detections vs the unmatched tracks (tracked; lost too with
-        # low_extends_lost), IoU only.
+        # low_extends_lost), IoU only; a lost track still refuses a box that carries a
+        # vector unlike its own (the rule of stage 1).
         remaining = [pool[i] for i in rest_t if pool[i].state is TrackState.TRACKED
                      or self.low_extends_lost]
         cost = iou_distance(self._boxes(remaining), detections.xyxy[low])
+        if emb is not None:
+            cost = self._veto_unlike_lost(cost, remaining, emb[low])
         pairs, rest_t2, _ = linear_assignment(cost, self.second_match_thresh)
         for i, j in pairs:
             d = int(low[j])
@@ -323,7 +396,13 @@ class ByteTracker:
             born.append(t)
             matched[d] = t
 
-        # Stage 5: housekeeping.
+        # Stage 5: housekeeping; the detector's jitter estimate takes this frame's
+        # samples (used from the next frame on).
+        if self._jitter:
+            self._noise.observe(np.stack([d for d, _ in self._jitter]),
+                                np.array([h for _, h in self._jitter]))
+            self._noise.refresh()
+            self._jitter.clear()
         kept = [
             t
             for t in self._tracks
@@ -352,9 +431,14 @@ class ByteTracker:
             return Tracks.empty()
         ids = np.array([r[0] for r in rows], np.int64)
         det_index = np.array([r[1] for r in rows], np.int64)
+        xyxy = detections.xyxy[det_index]
+        if self.output_box == "filtered":
+            # The filter's corrected box: the detection itself for a newborn track or
+            # exact boxes, the detector's jitter averaged out otherwise.
+            xyxy = self._boxes([matched[int(d)] for d in det_index]).astype(xyxy.dtype)
         return Tracks(
             track_id=ids,
-            xyxy=detections.xyxy[det_index],
+            xyxy=xyxy,
             score=detections.score[det_index],
             det_index=det_index,
             embedding=detections.embedding[det_index],

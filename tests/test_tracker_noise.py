@@ -1,0 +1,109 @@
+"""The tracker's measured box noise on real tracks (MOT17 gt made into detections).
+
+The detections are the noise study's (``benchmarks.noise_study``): exact gt boxes at
+level 0, boxes with a known jitter at the medium level. The estimator must find that
+jitter from the tracks alone, exact boxes must come out as they went in, and jittery
+ones must come out closer to the truth than they went in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.lib.noise import NoiseLevel, make_detections, read_seqinfo
+from pipeline.evaluation.mot import read_mot_txt
+from pipeline.geometry import iou_matrix
+from pipeline.tracking import ByteTracker
+from pipeline.tracking.noise import BoxNoiseEstimator
+from pipeline.types import Detections
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MOT17_09 = DATA / "mot" / "MOT17-train" / "MOT17-09-FRCNN"
+pytestmark = pytest.mark.skipif(not MOT17_09.exists(), reason="shared MOT17 data not available")
+
+
+def _track(tracker: ByteTracker, level: NoiseLevel) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``tracker`` over MOT17-09 detections of ``level``; returns the IoU of every
+    reported box with its true (gt) box and of the detection it matched."""
+    info = read_seqinfo(MOT17_09)
+    gt = read_mot_txt(MOT17_09 / "gt" / "gt.txt")
+    dets = make_detections(gt, level, seed=9, num_frames=info.num_frames,
+                           image_size_wh=(info.width, info.height))
+    truth = {(int(r[0]), int(r[1])): np.array([r[2], r[3], r[2] + r[4], r[3] + r[5]])
+             for r in gt}
+    bounds = np.searchsorted(dets.frame, np.arange(1, info.num_frames + 2))
+    out_iou, det_iou = [], []
+    for frame in range(1, info.num_frames + 1):
+        a, b = bounds[frame - 1], bounds[frame]
+        tracks = tracker.update(Detections(xyxy=dets.xyxy[a:b], score=dets.score[a:b]))
+        for box, row in zip(tracks.xyxy, tracks.det_index, strict=True):
+            person = int(dets.gt_id[a + row])
+            if person < 0:
+                continue  # a false positive has no true box
+            true_box = truth[(frame, person)][None]
+            out_iou.append(iou_matrix(box[None], true_box)[0, 0])
+            det_iou.append(iou_matrix(dets.xyxy[a + row][None], true_box)[0, 0])
+    return np.array(out_iou), np.array(det_iou)
+
+
+def test_estimator_finds_the_injected_jitter():
+    # Centre/log-size jitter of std 0.05 of the box size: 0.05 of the height for the
+    # centre y and the height, 0.05 of the width (~0.4 height) for the centre x.
+    jittery = ByteTracker()
+    _track(jittery, NoiseLevel(jitter=0.05, score_std=0.05))
+    cx, cy, _, h = jittery._noise.std
+    assert 0.01 < cx < 0.035 and 0.035 < cy < 0.07 and 0.035 < h < 0.07
+    exact = ByteTracker()
+    _track(exact, NoiseLevel(score_std=0.05))
+    assert (exact._noise.std[[0, 1, 3]] < 0.01).all()
+    # the filter then trusts the exact boxes far more than its fixed model (1/20)
+    assert (exact.measurement_noise[[0, 1, 3]] < 0.02).all()
+
+
+def test_exact_boxes_come_out_unchanged_and_jittery_ones_closer_to_the_truth():
+    level0 = NoiseLevel(score_std=0.05)
+    out_iou, _ = _track(ByteTracker(), level0)
+    assert np.median(out_iou) > 0.99 and np.mean(out_iou) > 0.97
+    # the fixed model (before this change) pulled exact boxes off
+    fixed_iou, _ = _track(ByteTracker(adaptive_noise=False), level0)
+    assert np.mean(fixed_iou) < np.mean(out_iou) - 0.01
+
+    jitter = NoiseLevel(jitter=0.08, score_std=0.05)
+    out_iou, det_iou = _track(ByteTracker(), jitter)
+    assert np.mean(out_iou) > np.mean(det_iou) + 0.02
+    raw_iou, raw_det_iou = _track(ByteTracker(output_box="detection"), jitter)
+    np.testing.assert_allclose(raw_iou, raw_det_iou)
+
+
+def test_estimator_ignores_outliers_and_resets():
+    rng = np.random.default_rng(0)
+    est = BoxNoiseEstimator(window=4000, min_samples=500)
+    heights = rng.uniform(50, 300, 3000)
+    # white noise of 3 % of the height, seen through second differences ...
+    noise = rng.normal(0, 0.03, (3000, 3, 4)) * heights[:, None, None]
+    d2 = noise[:, 2] - 2 * noise[:, 1] + noise[:, 0]
+    # ... plus 10 % gross errors (a cut-off box, a wrong match)
+    d2[:300] += rng.choice([-1, 1], (300, 4)) * 0.5 * heights[:300, None]
+    assert est.refresh() is None and not est.ready
+    est.observe(d2, heights)
+    std = est.refresh()
+    np.testing.assert_allclose(std[[0, 1, 3]], 0.03, rtol=0.2)
+    est.reset()
+    assert est.std is None and not est.ready
+    with pytest.raises(ValueError):
+        BoxNoiseEstimator(window=10, min_samples=20)
+
+
+def test_tracker_reset_forgets_the_noise_and_options_are_checked():
+    tracker = ByteTracker()
+    _track(tracker, NoiseLevel(score_std=0.05))
+    assert tracker.measurement_noise is not None
+    tracker.reset()
+    assert tracker.measurement_noise is None
+    with pytest.raises(ValueError, match="output_box"):
+        ByteTracker(output_box="kalman")
+    with pytest.raises(ValueError, match="noise_gain"):
+        ByteTracker(noise_gain=0)
