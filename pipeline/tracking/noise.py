@@ -6,14 +6,18 @@ from frame to frame, misaligned crops jump further. The Kalman filter's measurem
 noise ``R`` decides how far a track trusts each new box, both for its predictions
 (association) and for the box it reports, and a fixed ``R`` suits one detector only.
 
-The estimate comes from the tracks themselves. For three boxes of one track in
-consecutive frames, the second difference ``d = z_t - 2 z_(t-1) + z_(t-2)`` removes
-position and constant velocity; white measurement noise of variance ``s^2`` gives it
-variance ``6 s^2`` (the person's own acceleration adds a little, so this errs high).
-Centre and height are taken relative to the box height (the filter's noise scales with
-it), the aspect ratio as it is. A median over a window of recent samples, with the
-Gaussian median-to-variance factor, keeps the few wrong matches and cut-off boxes from
-inflating it.
+The estimate comes from the tracks themselves. For boxes of one track in consecutive
+frames, the second difference ``d_t = z_t - 2 z_(t-1) + z_(t-2)`` removes position and
+constant velocity. If the true box moves with a randomly changing velocity (increments
+of variance ``q`` per frame) and the detector adds white noise of variance ``r``, then
+
+    Var(d_t) = q + 6 r        Cov(d_t, d_(t-1)) = -4 r
+
+so ``r = -Cov(d_t, d_(t-1)) / 4`` measures the detector's jitter whatever the people's
+own acceleration (large at a low frame rate; the variance alone would count it as
+noise). Centre and height are taken relative to the box height (the filter's noise
+scales with it), the aspect ratio as it is. Values beyond three robust deviations (a
+cut-off box, a wrong match) are clipped before the products.
 """
 
 from __future__ import annotations
@@ -24,17 +28,17 @@ import numpy as np
 
 __all__ = ["BoxNoiseEstimator"]
 
-# median(x^2) = 0.4549 sigma^2 for zero-mean Gaussian x.
-_MEDIAN_CHI2_1 = 0.454936
-# Var(z_t - 2 z_(t-1) + z_(t-2)) = (1 + 4 + 1) s^2 for white noise of variance s^2.
-_SECOND_DIFFERENCE_VAR = 6.0
+_MAD_TO_STD = 1.0 / 0.6745  # std = MAD / 0.6745 for a Gaussian
+_CLIP_DEVIATIONS = 3.0
+# Cov(d_t, d_(t-1)) = -4 r for white measurement noise of variance r.
+_LAG_ONE_FACTOR = 4.0
 
 
 class BoxNoiseEstimator:
     """Running, robust estimate of the noise std of ``xyah`` box measurements.
 
     Args:
-        window: Samples (second differences) the estimate looks back over.
+        window: Samples (pairs of consecutive second differences) looked back over.
         min_samples: Samples needed before there is an estimate (:attr:`ready`).
         floor: Smallest std returned (exact boxes still get a little noise, so the
             filter stays well conditioned), relative to the height for cx, cy, h.
@@ -46,12 +50,12 @@ class BoxNoiseEstimator:
             raise ValueError(f"need 1 <= min_samples <= window, got {min_samples}, {window}")
         self.min_samples = int(min_samples)
         self.floor = float(floor)
-        self._squares: deque[np.ndarray] = deque(maxlen=int(window))
+        self._pairs: deque[np.ndarray] = deque(maxlen=int(window))
         self._std: np.ndarray | None = None
 
     def reset(self) -> None:
         """Forget every sample (a new source, or a camera that reconnected)."""
-        self._squares.clear()
+        self._pairs.clear()
         self._std = None
 
     @property
@@ -65,19 +69,23 @@ class BoxNoiseEstimator:
         box height, aspect absolute; None before :attr:`ready`."""
         return self._std
 
-    def observe(self, second_differences: np.ndarray, heights: np.ndarray) -> None:
-        """Add (N, 4) second differences of ``xyah`` boxes and the (N,) heights of
-        their middle boxes. Call :meth:`refresh` to update the estimate."""
-        d = np.asarray(second_differences, np.float64).reshape(-1, 4)
-        if len(d) == 0:
+    def observe(self, boxes: np.ndarray) -> None:
+        """Add tracks' last four ``xyah`` boxes, measured in consecutive frames:
+        (N, 4, 4), oldest first. Call :meth:`refresh` to update the estimate."""
+        z = np.asarray(boxes, np.float64).reshape(-1, 4, 4)
+        if len(z) == 0:
             return
+        d = z[:, 2:] - 2.0 * z[:, 1:3] + z[:, :2]  # (N, 2, 4): d_(t-1), d_t
         scale = np.ones_like(d)
-        scale[:, [0, 1, 3]] = np.maximum(np.asarray(heights, np.float64), 1.0)[:, None]
-        self._squares.extend((d / scale) ** 2)
+        scale[:, :, [0, 1, 3]] = np.maximum(z[:, 2, 3], 1.0)[:, None, None]
+        self._pairs.extend(d / scale)
 
     def refresh(self) -> np.ndarray | None:
         """Recompute the estimate from the window; returns :attr:`std`."""
-        if len(self._squares) >= self.min_samples:
-            var = np.median(np.asarray(self._squares), axis=0) / _MEDIAN_CHI2_1
-            self._std = np.maximum(np.sqrt(var / _SECOND_DIFFERENCE_VAR), self.floor)
+        if len(self._pairs) >= self.min_samples:
+            d = np.asarray(self._pairs)
+            limit = _CLIP_DEVIATIONS * _MAD_TO_STD * np.median(np.abs(d), axis=(0, 1))
+            d = np.clip(d, -limit, limit)
+            r = np.maximum(-np.mean(d[:, 0] * d[:, 1], axis=0) / _LAG_ONE_FACTOR, 0.0)
+            self._std = np.maximum(np.sqrt(r), self.floor)
         return self._std

@@ -127,9 +127,10 @@ class ByteTracker:
             Exact boxes are then followed exactly and jittery ones smoothed as much
             as they need (docs/BENCHMARKS.md §3d).
         noise_gain: Factor on the measured jitter std. Above 1 because a detector's
-            errors persist over frames (a cut-off box stays cut off), which frame-to-
-            frame differences do not see: 2 is best on PETS09 (7 fps, real detector)
-            and the MOT17 noise study; 4 helped MOT17's 30 fps but hurt PETS09.
+            errors persist over frames (a box cut off by an occluder stays cut off),
+            which frame-to-frame statistics do not see. Measured (docs/BENCHMARKS.md
+            §3d): 1 and 2 lose PETS09 motion-only IDF1 against the fixed model, 3
+            keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
 
@@ -160,7 +161,7 @@ class ByteTracker:
         score_scale: float = 1.0,
         low_extends_lost: bool = True,
         adaptive_noise: bool = True,
-        noise_gain: float = 2.0,
+        noise_gain: float = 3.0,
         output_box: str = "filtered",
     ) -> None:
         if not 0.0 <= low_thresh <= high_thresh <= 1.0:
@@ -209,7 +210,7 @@ class ByteTracker:
         self._frame = 0
         self._next_id = 1
         self._noise.reset()
-        self._jitter: list[tuple[np.ndarray, float]] = []
+        self._jitter: list[np.ndarray] = []
 
     @property
     def frame_count(self) -> int:
@@ -241,12 +242,11 @@ class ByteTracker:
     def _apply(self, track: _Track, xyah: np.ndarray, emb: np.ndarray | None,
                *, strong: bool = False) -> None:
         if strong and track.recent and track.recent[-1][0] == self._frame - 1:
-            track.recent = [*track.recent[-2:], (self._frame, xyah)]
+            track.recent = [*track.recent[-3:], (self._frame, xyah)]
         else:
             track.recent = [(self._frame, xyah)] if strong else []
-        if len(track.recent) == 3:
-            (_, z0), (_, z1), (_, z2) = track.recent
-            self._jitter.append((z2 - 2.0 * z1 + z0, float(z1[3])))
+        if len(track.recent) == 4:
+            self._jitter.append(np.stack([z for _, z in track.recent]))
         track.kf.update(xyah, noise_std=self.measurement_noise)
         track.last_frame = self._frame
         if emb is not None:
@@ -399,8 +399,7 @@ class ByteTracker:
         # Stage 5: housekeeping; the detector's jitter estimate takes this frame's
         # samples (used from the next frame on).
         if self._jitter:
-            self._noise.observe(np.stack([d for d, _ in self._jitter]),
-                                np.array([h for _, h in self._jitter]))
+            self._noise.observe(np.stack(self._jitter))
             self._noise.refresh()
             self._jitter.clear()
         kept = [
