@@ -19,6 +19,14 @@ Usage (needs ``pip install nncf``, the ``int8`` extra; a minute or two on 2 core
         --imgsz 384x640
     python3 tools/quantize_openvino.py reid --weights weights/hacnn_cuhk.safetensors \\
         --crops ../shared/data/reid/cuhk03_detected_train
+
+Detector candidates (docs/PERFORMANCE.md, "INT8 detector calibration"; compare them with
+``python3 -m benchmarks.int8_detector FOLDER...``): ``--out FOLDER`` writes the IR elsewhere
+(put a copy of the ``.pt`` beside it), ``--keep-float REGEX...`` keeps more layers float,
+``--extra-frames``/``--every``/``--subset-size`` change the calibration set,
+``--preset``/``--full-bias-correction`` NNCF's options, and ``--accuracy-control MAX_DROP``
+runs ``nncf.quantize_with_accuracy_control`` against the float model's boxes on frames of
+``--validation-frames`` that calibration did not use (never PETS09, the test sequence).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _sample_frames(folder: Path, every: int) -> list[np.ndarray]:
+def _sample_frames(folder: Path, every: int, offset: int = 0) -> list[np.ndarray]:
     import cv2
 
     frames = []
@@ -51,7 +59,7 @@ def _sample_frames(folder: Path, every: int) -> list[np.ndarray]:
             ok, frame = capture.read()
             if not ok:
                 break
-            if index % every == 0:
+            if index % every == offset:
                 frames.append(frame)
             index += 1
         capture.release()
@@ -67,7 +75,8 @@ def _save(model, ir: Path, sidecar: dict) -> None:
     print(f"wrote {ir} (+ .bin {size:.1f} MiB, .json)")
 
 
-def _common(source: Path, calibration: str, count: int) -> dict:
+def _common(source: Path, calibration: str, count: int,
+            method: str = "nncf.quantize, preset mixed, fast bias correction") -> dict:
     import nncf
     import openvino as ov
 
@@ -75,7 +84,7 @@ def _common(source: Path, calibration: str, count: int) -> dict:
 
     return {"source": source.name, "source_sha256": sha256(source),
             "calibration": calibration, "calibration_count": count,
-            "method": "nncf.quantize, preset mixed, fast bias correction",
+            "method": method,
             "nncf": nncf.__version__, "openvino": ov.__version__,
             "made": datetime.date.today().isoformat(),
             "tool": "tools/quantize_openvino.py"}
@@ -91,25 +100,93 @@ def quantize_detector(args: argparse.Namespace) -> None:
 
     height, width = (int(v) for v in args.imgsz.lower().split("x"))
     onnx_path, names = _onnx_file(args.weights, (height, width), None)
-    frames = _sample_frames(args.frames, args.every)
-    print(f"{len(frames)} calibration frames from {args.frames}")
+    frames, sources = [], []
+    for folder in [args.frames, *args.extra_frames]:
+        part = _sample_frames(folder, args.every)
+        folder = folder.resolve()
+        frames += part
+        sources.append(str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder))
+    print(f"{len(frames)} calibration frames from {', '.join(sources)}")
 
     def prepare(frame: np.ndarray) -> np.ndarray:
         image = letterbox(frame, (height, width)).astype(np.float32) / np.float32(255.0)
         return image.transpose(2, 0, 1)[None]
 
     model = ov.Core().read_model(str(onnx_path))
-    quantized = nncf.quantize(model, nncf.Dataset(frames, prepare), subset_size=len(frames),
-                              preset=nncf.QuantizationPreset.MIXED,
-                              ignored_scope=_detect_head_decoding(model))
-    where = args.frames.resolve()
-    where = where.relative_to(REPO) if where.is_relative_to(REPO) else where
-    info = _common(args.weights, f"{where}: every {args.every}th frame", len(frames))
-    _save(quantized, detector_ir(args.weights, (height, width)),
+    scope = _detect_head_decoding(model, args.keep_float)
+    preset = {"mixed": nncf.QuantizationPreset.MIXED,
+              "performance": nncf.QuantizationPreset.PERFORMANCE}[args.preset]
+    advanced = nncf.AdvancedQuantizationParameters()
+    common = {"subset_size": args.subset_size or len(frames), "preset": preset,
+              "fast_bias_correction": not args.full_bias_correction, "ignored_scope": scope}
+    if args.accuracy_control is None:
+        quantized = nncf.quantize(model, nncf.Dataset(frames, prepare),
+                                  advanced_parameters=advanced, **common)
+    else:
+        quantized = _with_accuracy_control(model, nncf.Dataset(frames, prepare), args, prepare,
+                                           advanced, common)
+    method = (f"nncf.quantize, preset {args.preset}, "
+              f"{'full' if args.full_bias_correction else 'fast'} bias correction, "
+              f"float: head decoding{''.join(f', {p}' for p in args.keep_float)}"
+              + ("" if args.accuracy_control is None else
+                 f"; nncf.quantize_with_accuracy_control, max drop {args.accuracy_control} "
+                 f"of F1 (IoU 0.5, score >= 0.4) against the float boxes on "
+                 f"{args.validation_frames} (every {args.every}th frame from 2)"))
+    info = _common(args.weights, f"{'; '.join(sources)}: every {args.every}th frame",
+                   len(frames), method)
+    ir = detector_ir(args.weights, (height, width))
+    if args.out is not None:  # a candidate elsewhere (evaluate it with a copy of the .pt)
+        args.out.mkdir(parents=True, exist_ok=True)
+        ir = args.out / ir.name
+    _save(quantized, ir,
           {**info, "imgsz": [height, width], "names": {str(k): v for k, v in names.items()}})
 
 
-def _detect_head_decoding(model):
+def _person_boxes(pred: np.ndarray, min_score: float = 0.4) -> np.ndarray:
+    """(4 + classes, anchors) raw YOLO output -> NMS-ed person boxes (xyxy, input pixels)."""
+    import cv2
+
+    scores = pred[4:]
+    keep = (scores.argmax(0) == 0) & (scores[0] >= min_score)
+    cx, cy, w, h = pred[:4, keep]
+    xywh = np.stack([cx - w / 2, cy - h / 2, w, h], 1)
+    order = cv2.dnn.NMSBoxes(xywh.tolist(), scores[0, keep].tolist(), min_score, 0.7)
+    xywh = xywh[np.asarray(order, int).reshape(-1)]
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+
+
+def _with_accuracy_control(model, calibration, args, prepare, advanced, common):
+    """NNCF's accuracy control: layers back to float until the validation F1 (the INT8
+    model's boxes against the float model's, IoU 0.5, score >= 0.4) drops by at most
+    ``--accuracy-control``. The validation frames are not the calibration frames."""
+    import nncf
+    import openvino as ov
+
+    from pipeline.geometry import iou_matrix, linear_assignment
+
+    frames = _sample_frames(args.validation_frames, args.every, offset=2)
+    float_model = ov.Core().compile_model(model, "CPU")
+    references = [_person_boxes(float_model(prepare(f))[0][0]) for f in frames]
+    print(f"{len(frames)} validation frames from {args.validation_frames}")
+
+    def f1(compiled, data) -> float:
+        hit = n_det = n_ref = 0
+        for frame, reference in data:  # the raw items; NNCF's ranking feeds prepare(frame)
+            boxes = _person_boxes(compiled(prepare(frame))[0][0])
+            matches, _, _ = linear_assignment(1.0 - iou_matrix(boxes, reference), max_cost=0.5)
+            hit, n_det, n_ref = hit + len(matches), n_det + len(boxes), n_ref + len(reference)
+        return 2 * hit / max(n_det + n_ref, 1)
+
+    validation = nncf.Dataset(list(zip(frames, references, strict=True)),
+                              lambda item: prepare(item[0]))
+    restorer = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=args.max_reverts)
+    return nncf.quantize_with_accuracy_control(
+        model, calibration, validation, lambda compiled, data: f1(compiled, data),
+        max_drop=args.accuracy_control, advanced_quantization_parameters=advanced,
+        advanced_accuracy_restorer_parameters=restorer, **common)
+
+
+def _detect_head_decoding(model, keep_float: list[str] = ()):
     """The detection head's box decoding (DFL softmax, anchors, scaling) stays float.
 
     Quantised, the DFL's softmax over 16 bins and the anchor arithmetic move boxes by
@@ -125,7 +202,8 @@ def _detect_head_decoding(model):
     if len(heads) != 1:
         raise SystemExit(f"error: expected one YOLO detection head with a DFL, found {heads}")
     head = re.escape(heads.pop())
-    return nncf.IgnoredScope(patterns=[rf"{head}/(?!cv2\.|cv3\.).*"], types=["Sigmoid"],
+    return nncf.IgnoredScope(patterns=[rf"{head}/(?!cv2\.|cv3\.).*", *keep_float],
+                             types=["Sigmoid"],
                              validate=False)
 
 
@@ -164,7 +242,28 @@ def main(argv: list[str] | None = None) -> int:
     det.add_argument("--imgsz", default="384x640", help="HxW, multiples of 32")
     det.add_argument("--frames", type=Path, default=REPO / "samples/pdestre_session3",
                      help="folder of calibration videos")
+    det.add_argument("--extra-frames", type=Path, nargs="*", default=[],
+                     help="more folders of calibration videos (never the PETS09 test video)")
     det.add_argument("--every", type=int, default=5, help="keep every N-th frame")
+    det.add_argument("--subset-size", type=int, default=0,
+                     help="frames NNCF uses for statistics (default: all)")
+    det.add_argument("--preset", choices=("mixed", "performance"), default="mixed",
+                     help="NNCF preset: mixed = asymmetric activations, performance = symmetric")
+    det.add_argument("--full-bias-correction", action="store_true",
+                     help="NNCF's full bias correction instead of the fast one (slower to make)")
+    det.add_argument("--keep-float", nargs="*", default=[], metavar="REGEX",
+                     help="more layers kept float (regexes of node names, e.g. "
+                          "'/model.22/cv3\\.\\d/cv3\\.\\d\\.2/.*' for the class-score outputs)")
+    det.add_argument("--accuracy-control", type=float, default=None, metavar="MAX_DROP",
+                     help="NNCF's quantize_with_accuracy_control: revert layers to float until "
+                          "the F1 against the float model's boxes drops by at most MAX_DROP")
+    det.add_argument("--validation-frames", type=Path,
+                     default=REPO / "samples/pdestre_session3",
+                     help="videos for --accuracy-control (frames between the calibration ones)")
+    det.add_argument("--max-reverts", type=int, default=20,
+                     help="--accuracy-control: at most this many revert iterations")
+    det.add_argument("--out", type=Path, default=None,
+                     help="write the IR into this folder instead of beside the weights")
     reid = sub.add_parser("reid", help="re-id .safetensors -> INT8 IR")
     reid.add_argument("--weights", type=Path, default=REPO / "weights/hacnn_cuhk.safetensors")
     reid.add_argument("--crops", type=Path,
