@@ -116,15 +116,13 @@ def quantize_detector(args: argparse.Namespace) -> None:
     scope = _detect_head_decoding(model, args.keep_float)
     preset = {"mixed": nncf.QuantizationPreset.MIXED,
               "performance": nncf.QuantizationPreset.PERFORMANCE}[args.preset]
-    advanced = nncf.AdvancedQuantizationParameters()
     common = {"subset_size": args.subset_size or len(frames), "preset": preset,
               "fast_bias_correction": not args.full_bias_correction, "ignored_scope": scope}
     if args.accuracy_control is None:
-        quantized = nncf.quantize(model, nncf.Dataset(frames, prepare),
-                                  advanced_parameters=advanced, **common)
+        quantized = nncf.quantize(model, nncf.Dataset(frames, prepare), **common)
     else:
         quantized = _with_accuracy_control(model, nncf.Dataset(frames, prepare), args, prepare,
-                                           advanced, common)
+                                           common)
     method = (f"nncf.quantize, preset {args.preset}, "
               f"{'full' if args.full_bias_correction else 'fast'} bias correction, "
               f"float: head decoding{''.join(f', {p}' for p in args.keep_float)}"
@@ -155,7 +153,7 @@ def _person_boxes(pred: np.ndarray, min_score: float = 0.4) -> np.ndarray:
     return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
 
 
-def _with_accuracy_control(model, calibration, args, prepare, advanced, common):
+def _with_accuracy_control(model, calibration, args, prepare, common):
     """NNCF's accuracy control: layers back to float until the validation F1 (the INT8
     model's boxes against the float model's, IoU 0.5, score >= 0.4) drops by at most
     ``--accuracy-control``. The validation frames are not the calibration frames."""
@@ -182,8 +180,8 @@ def _with_accuracy_control(model, calibration, args, prepare, advanced, common):
     restorer = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=args.max_reverts)
     return nncf.quantize_with_accuracy_control(
         model, calibration, validation, lambda compiled, data: f1(compiled, data),
-        max_drop=args.accuracy_control, advanced_quantization_parameters=advanced,
-        advanced_accuracy_restorer_parameters=restorer, **common)
+        max_drop=args.accuracy_control, advanced_accuracy_restorer_parameters=restorer,
+        **common)
 
 
 def _detect_head_decoding(model, keep_float: list[str] = ()):
