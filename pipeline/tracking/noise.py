@@ -22,8 +22,6 @@ cut-off box, a wrong match) are clipped before the products.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 __all__ = ["BoxNoiseEstimator"]
@@ -50,12 +48,14 @@ class BoxNoiseEstimator:
             raise ValueError(f"need 1 <= min_samples <= window, got {min_samples}, {window}")
         self.min_samples = int(min_samples)
         self.floor = float(floor)
-        self._pairs: deque[np.ndarray] = deque(maxlen=int(window))
+        # A ring of the last ``window`` samples: (d_(t-1), d_t) per track and frame.
+        self._pairs = np.zeros((int(window), 2, 4))
+        self._count = 0  # samples ever added since reset
         self._std: np.ndarray | None = None
 
     def reset(self) -> None:
         """Forget every sample (a new source, or a camera that reconnected)."""
-        self._pairs.clear()
+        self._count = 0
         self._std = None
 
     @property
@@ -78,12 +78,15 @@ class BoxNoiseEstimator:
         d = z[:, 2:] - 2.0 * z[:, 1:3] + z[:, :2]  # (N, 2, 4): d_(t-1), d_t
         scale = np.ones_like(d)
         scale[:, :, [0, 1, 3]] = np.maximum(z[:, 2, 3], 1.0)[:, None, None]
-        self._pairs.extend(d / scale)
+        d = (d / scale)[-len(self._pairs):]
+        rows = (self._count + np.arange(len(d))) % len(self._pairs)
+        self._pairs[rows] = d
+        self._count += len(d)
 
     def refresh(self) -> np.ndarray | None:
         """Recompute the estimate from the window; returns :attr:`std`."""
-        if len(self._pairs) >= self.min_samples:
-            d = np.asarray(self._pairs)
+        if self._count >= self.min_samples:
+            d = self._pairs[:min(self._count, len(self._pairs))]
             limit = _CLIP_DEVIATIONS * _MAD_TO_STD * np.median(np.abs(d), axis=(0, 1))
             d = np.clip(d, -limit, limit)
             r = np.maximum(-np.mean(d[:, 0] * d[:, 1], axis=0) / _LAG_ONE_FACTOR, 0.0)
