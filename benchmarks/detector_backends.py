@@ -99,11 +99,13 @@ def n_matched(a: np.ndarray, b: np.ndarray, min_iou: float) -> int:
 
 
 def run_round_robin(detectors: dict[str, YoloDetector], images: list[np.ndarray],
-                    timed: bool) -> tuple[dict[str, list[np.ndarray]], dict[str, list[float]]]:
+                    timed: bool, *, scores: bool = False) -> tuple[dict[str, list],
+                                                                 dict[str, list[float]]]:
     """Boxes and per-call ms of every detector on every image, interleaved.
 
     Detectors take turns on each image (the starting one rotates), so a change of the
     machine's load during the run hits all of them alike and their ratios stay fair.
+    With ``scores`` each image's entry is ``(xyxy, score)`` instead of ``xyxy``.
     """
     names = list(detectors)
     boxes: dict[str, list[np.ndarray]] = {n: [None] * len(images) for n in names}
@@ -117,7 +119,7 @@ def run_round_robin(detectors: dict[str, YoloDetector], images: list[np.ndarray]
             start = time.perf_counter()
             dets = detectors[name].detect([image])[0]
             times[name].append((time.perf_counter() - start) * 1000)
-            boxes[name][i] = dets.xyxy
+            boxes[name][i] = (dets.xyxy, dets.score) if scores else dets.xyxy
     return boxes, times
 
 

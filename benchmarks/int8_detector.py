@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from benchmarks.detector_backends import PETS, RECOVERED, mot_frames, pets_frames
+from benchmarks.detector_backends import PETS, RECOVERED, mot_frames, pets_frames, run_round_robin
 from pipeline.detection import YoloDetector
 from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy
 
@@ -61,22 +60,8 @@ def matches(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> list[tuple[in
 
 
 def detect_all(detectors: dict[str, YoloDetector], images: list[np.ndarray], timed: bool):
-    """(boxes, scores) and ms per call of every detector on every image, taking turns
-    (as ``benchmarks.detector_backends.run_round_robin``, which keeps no scores)."""
-    names = list(detectors)
-    out: dict[str, list] = {n: [] for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
-    if timed:
-        for name in names:  # warm-up
-            detectors[name].detect(images[:1])
-    for i, image in enumerate(images):
-        for k in range(len(names)):
-            name = names[(i + k) % len(names)]
-            start = time.perf_counter()
-            dets = detectors[name].detect([image])[0]
-            times[name].append((time.perf_counter() - start) * 1000)
-            out[name].append((dets.xyxy, dets.score))
-    return out, times
+    """(boxes, scores) and ms per call of every detector on every image, taking turns."""
+    return run_round_robin(detectors, images, timed, scores=True)
 
 
 def gt_scores(dets: list, gts: list[np.ndarray], threshold: float) -> tuple[float, float]:

@@ -55,7 +55,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_pets09")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--set", default="", metavar="KEY=VALUE[,KEY=VALUE]",
-                        help="change settings of the config (detector.KEY, tracker.KEY, reid.KEY, run.KEY)")
+                        help="change settings of the config (detector.KEY, tracker.KEY, "
+                        "reid.KEY, run.KEY)")
     args = parser.parse_args()
     config: Path | RunConfig = args.config
     if args.set:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from pipeline.export.crops import BestCrops
+from pipeline.geometry import clip_xyxy
 from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
 from pipeline.types import Detections, Frame, TrackKey, Tracklet, Tracks
@@ -78,7 +80,7 @@ class InProcessCameras:
         for frame, dets in zip(tick, detections, strict=True):
             cid = frame.camera_id
             with self.timer("track"):
-                tracks = self.trackers[cid].update(dets)
+                tracks = _inside_frame(self.trackers[cid].update(dets), frame.size_wh)
                 if self.embedding is not None:
                     self.embedding.observe(cid, tracks)
                 self.builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
@@ -140,3 +142,11 @@ class InProcessCameras:
             self._ended += self.builders[cid].finish()
             if self.embedding is not None:
                 self.embedding.reset(cid)
+
+
+def _inside_frame(tracks: Tracks, size_wh: tuple[int, int]) -> Tracks:
+    """Tracks with their boxes clipped to the frame: a filtered box (the tracker's
+    Kalman estimate) can reach past the edge that clipped its detection."""
+    if len(tracks) == 0:
+        return tracks
+    return replace(tracks, xyxy=clip_xyxy(tracks.xyxy, *size_wh))

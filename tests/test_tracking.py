@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.geometry import iou_matrix
-
 from pipeline.tracking import TRACKERS, ByteTracker, build_tracker
 from pipeline.tracking import kalman as kal
 from pipeline.tracking.costs import (
