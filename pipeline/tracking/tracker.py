@@ -75,8 +75,8 @@ class _Track:
         self.hits = 1
         self.last_frame = frame
         self.start_frame = frame
-        # (frame, xyah) of the last strong boxes matched in consecutive frames.
-        self.recent: list[tuple[int, np.ndarray]] = []
+        # xyah of the last (up to four) strong boxes matched in consecutive frames.
+        self.recent: list[np.ndarray] = []
         self.embedding = None
         if embedding is not None:
             self.update_embedding(embedding, 0.0)
@@ -241,12 +241,14 @@ class ByteTracker:
 
     def _apply(self, track: _Track, xyah: np.ndarray, emb: np.ndarray | None,
                *, strong: bool = False) -> None:
-        if strong and track.recent and track.recent[-1][0] == self._frame - 1:
-            track.recent = [*track.recent[-3:], (self._frame, xyah)]
+        if not strong:
+            track.recent = []
+        elif track.last_frame == self._frame - 1:
+            track.recent = [*track.recent[-3:], xyah]
         else:
-            track.recent = [(self._frame, xyah)] if strong else []
+            track.recent = [xyah]
         if len(track.recent) == 4:
-            self._jitter.append(np.stack([z for _, z in track.recent]))
+            self._jitter.append(np.stack(track.recent))
         track.kf.update(xyah, noise_std=self.measurement_noise)
         track.last_frame = self._frame
         if emb is not None:
