@@ -126,7 +126,7 @@ def measure(model_name: str, args: argparse.Namespace) -> list[dict]:
     batches = TrainBatches(images, labels, device=device, p=args.batch_p, k=args.batch_k,
                            rng=np.random.default_rng(1), seed=1, augment=aug,
                            channels_last=channels_last, prefetch=args.prefetch == "on")
-    x0, y0 = next(iter(batches.epoch(1)))
+    x0, y0, _ = next(iter(batches.epoch(1)))
     options = {"device": device, "amp": amp, "channels_last": channels_last,
                "compile": args.compile, "prefetch": args.prefetch, "threads": args.threads,
                "batch": args.batch_p * args.batch_k, "jitter_p": args.jitter_p,
@@ -137,7 +137,7 @@ def measure(model_name: str, args: argparse.Namespace) -> list[dict]:
             step(x0, y0)
 
     def loop(n: int) -> None:
-        for x, y in batches.epoch(n):
+        for x, y, _ in batches.epoch(n):
             step(x, y)
 
     gen = torch.Generator().manual_seed(2)

@@ -179,7 +179,7 @@ def test_train_batches_prefetch_matches_plain() -> None:
     def draw(prefetch: bool) -> list[torch.Tensor]:
         feeder = TrainBatches(images, labels, device="cpu", p=4, k=4,
                               rng=np.random.default_rng(5), seed=5, prefetch=prefetch)
-        return [x for x, _ in feeder.epoch(3)]
+        return [x for x, _, _ in feeder.epoch(3)]
 
     plain, fetched = draw(False), draw(True)
     assert len(plain) == len(fetched) == 3

@@ -65,7 +65,8 @@ class TrainBatches:
     def __init__(self, images: torch.Tensor, labels: np.ndarray, *, device: str, p: int, k: int,
                  rng: np.random.Generator, seed: int, id_weights: np.ndarray | None = None,
                  cameras: np.ndarray | None = None, augment: AugmentConfig | None = None,
-                 channels_last: bool = False, prefetch: bool = False) -> None:
+                 channels_last: bool = False, prefetch: bool = False,
+                 targets: torch.Tensor | None = None) -> None:
         self.device = torch.device(device)
         self.images = with_alpha(images).to(self.device)
         self.labels_host = np.asarray(labels)
@@ -76,6 +77,13 @@ class TrainBatches:
         self.channels_last = channels_last
         self.prefetch = prefetch
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # Teacher embeddings [N, 2, D] (plain, mirrored): the mirroring is then drawn here,
+        # so each image's target is the teacher's view with the same flip.
+        self.targets = None if targets is None else targets.to(self.device)
+        if self.targets is not None and (self.targets.ndim != 3 or self.targets.shape[1] != 2
+                                         or len(self.targets) != len(self.labels_host)):
+            raise ValueError(f"targets must be [N={len(self.labels_host)}, 2, D], got "
+                             f"{tuple(self.targets.shape)}")
         self._stream = (torch.cuda.Stream(device=self.device)
                         if prefetch and self.device.type == "cuda" else None)
 
@@ -85,13 +93,23 @@ class TrainBatches:
         num_ids = len(np.unique(self.labels_host))
         return max(1, len(self.labels_host) // (min(self.p, num_ids) * self.k))
 
-    def _make(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _make(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         index = torch.from_numpy(idx).to(self.device, non_blocking=True)
-        x = augment(self.images.index_select(0, index), generator=self.generator,
-                    config=self.augment)
+        images = self.images.index_select(0, index)
+        target = None
+        if self.targets is None:
+            x = augment(images, generator=self.generator, config=self.augment)
+        else:
+            flip = torch.zeros(len(idx), dtype=torch.long, device=self.device)
+            if self.augment.flip:
+                flip = (torch.rand(len(idx), generator=self.generator, device=self.device)
+                        < 0.5).long()
+                images = torch.where(flip.bool().view(-1, 1, 1, 1), images.flip(2), images)
+            x = augment(images, generator=self.generator, config=self.augment, flip=False)
+            target = self.targets[index, flip]
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last
                          else torch.contiguous_format)
-        return x, self.labels.index_select(0, index)
+        return x, self.labels.index_select(0, index), target
 
     def _indices(self, iters: int) -> Iterator[np.ndarray]:
         draws = pk_batches(self.labels_host, self.p, self.k, self.rng,
@@ -101,15 +119,18 @@ class TrainBatches:
                 return
             yield idx
 
-    def epoch(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield up to ``iters`` (images float [B,3,H,W], labels long [B]) on the device."""
+    def epoch(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                  torch.Tensor | None]]:
+        """Yield up to ``iters`` (images float [B,3,H,W], labels long [B], teacher
+        embeddings [B, D] or None) on the device."""
         if not self.prefetch:
             for idx in self._indices(iters):
                 yield self._make(idx)
             return
         yield from self._prefetched(iters)
 
-    def _prefetched(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _prefetched(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                        torch.Tensor | None]]:
         ready: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         done = object()
@@ -119,14 +140,14 @@ class TrainBatches:
                 for idx in self._indices(iters):
                     if self._stream is not None:
                         with torch.cuda.stream(self._stream):
-                            x, y = self._make(idx)
+                            batch = self._make(idx)
                             event = torch.cuda.Event()
                             event.record(self._stream)
                     else:
-                        (x, y), event = self._make(idx), None
+                        batch, event = self._make(idx), None
                     while not stop.is_set():
                         try:
-                            ready.put((x, y, event), timeout=0.1)
+                            ready.put((batch, event), timeout=0.1)
                             break
                         except queue.Full:
                             continue
@@ -145,12 +166,13 @@ class TrainBatches:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                x, y, event = item
+                batch, event = item
                 if event is not None:
                     torch.cuda.current_stream(self.device).wait_event(event)
-                    x.record_stream(torch.cuda.current_stream(self.device))
-                    y.record_stream(torch.cuda.current_stream(self.device))
-                yield x, y
+                    for t in batch:
+                        if t is not None:
+                            t.record_stream(torch.cuda.current_stream(self.device))
+                yield batch
         finally:
             stop.set()
             while worker.is_alive():

@@ -8,8 +8,10 @@ together, in batches of ``batch_size`` (one model call per batch).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,13 +19,102 @@ import numpy as np
 
 from pipeline.reid.runtimes import RUNTIMES, TRAIN_HINT
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "CropEmbedder", "TRAIN_HINT",
-           "crop_boxes", "preprocess_crops"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "INPUT_PRESETS", "CropEmbedder",
+           "InputSpec", "TRAIN_HINT", "crop_boxes", "input_spec_for", "preprocess_crops"]
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # RGB
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)  # RGB
+
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a re-id model expects of its input pixels.
+
+    The model input is ``(pixel * scale - mean) / std`` per channel, with pixels
+    0..255 in ``colour_order`` and ``mean``/``std`` given in that same channel order.
+
+    Attributes:
+        colour_order: "rgb" or "bgr".
+        scale: Factor applied to 0..255 pixel values first (1/255 for 0..1 inputs).
+        mean, std: Per-channel normalisation after scaling (model channel order).
+    """
+
+    colour_order: str = "rgb"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_MEAN)
+    std: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        if self.colour_order not in ("rgb", "bgr"):
+            raise ValueError(f"input colour_order must be 'rgb' or 'bgr', got "
+                             f"{self.colour_order!r}")
+        if not self.scale > 0:
+            raise ValueError(f"input scale must be > 0, got {self.scale}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3:
+                raise ValueError(f"input {name} needs 3 values (one per channel), got {value}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if min(self.std) <= 0:
+            raise ValueError(f"input std must be > 0, got {self.std}")
+
+    @classmethod
+    def parse(cls, value: object, *, where: str = "re-id input") -> InputSpec:
+        """A preset name (``INPUT_PRESETS``), a mapping, or a JSON object string."""
+        if isinstance(value, InputSpec):
+            return value
+        if isinstance(value, str) and value in INPUT_PRESETS:
+            return INPUT_PRESETS[value]
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(f"{where}: {value!r} is neither a preset "
+                                 f"({', '.join(INPUT_PRESETS)}) nor a JSON object") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a preset name or a mapping with "
+                             "colour_order, scale, mean, std")
+        unknown = set(value) - {"colour_order", "scale", "mean", "std"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}; keys: "
+                             "colour_order, scale, mean, std")
+        try:
+            return cls(**value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+INPUT_PRESETS: dict[str, InputSpec] = {
+    # Our models, torchreid's and most PyTorch re-id exports.
+    "imagenet": InputSpec(),
+    # Intel Open Model Zoo person-reidentification-retail-*: BGR 0..255, no normalisation.
+    "bgr255": InputSpec(colour_order="bgr", scale=1.0, mean=(0.0, 0.0, 0.0),
+                        std=(1.0, 1.0, 1.0)),
+}
+
+
+def input_spec_for(weights: Path | str | None, declared: object = None) -> InputSpec:
+    """The input a model file expects: ``declared`` (config / command line) if given,
+    else a ``<file stem>.input.json`` beside the file, else ImageNet RGB.
+
+    Raises:
+        ValueError: a malformed declaration (names the file or the option).
+    """
+    if declared is not None:
+        return InputSpec.parse(declared)
+    if weights is not None:
+        sidecar = Path(weights).with_name(Path(weights).stem + ".input.json")
+        if sidecar.is_file():
+            try:
+                data = json.loads(sidecar.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{sidecar}: not valid JSON ({exc})") from None
+            return InputSpec.parse(data, where=str(sidecar))
+    return INPUT_PRESETS["imagenet"]
+
 
 _INTERP = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
@@ -60,18 +151,21 @@ def preprocess_crops(
     *,
     bgr: bool = True,
     interpolation: str = "linear",
+    spec: InputSpec | None = None,
 ) -> np.ndarray:
-    """Resize, convert to RGB and ImageNet-normalise crops.
+    """Resize, put in the model's colour order and normalise crops.
 
     Args:
         crops: uint8 (h, w, 3) crops, BGR if ``bgr`` else RGB.
         input_hw: Model input (height, width) in pixels.
-        bgr: Whether the crops are BGR (converted to RGB here, once).
+        bgr: Whether the crops are BGR (converted here, once, if the model wants RGB).
         interpolation: "linear", "area" or "cubic" (OpenCV resize mode).
+        spec: What the model expects; None = ImageNet-normalised RGB.
 
     Returns:
-        (N, 3, H, W) float32, RGB, ImageNet mean/std normalised.
+        (N, 3, H, W) float32 in ``spec``'s colour order and normalisation.
     """
+    spec = spec or INPUT_PRESETS["imagenet"]
     out_h, out_w = input_hw
     mode = _INTERP[interpolation]
     batch = np.empty((len(crops), out_h, out_w, 3), np.uint8)
@@ -79,9 +173,11 @@ def preprocess_crops(
         if crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"crop {i} must be (h, w, 3) uint8, got shape {crop.shape}")
         batch[i] = cv2.resize(crop, (out_w, out_h), interpolation=mode)
-    if bgr:
+    if bgr != (spec.colour_order == "bgr"):
         batch = batch[..., ::-1]
-    x = (batch.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    x = (batch.astype(np.float32) * np.float32(spec.scale) - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
@@ -117,6 +213,10 @@ class CropEmbedder:
             ``pipeline.int8``). Outputs are float32 either way.
         flip: Test-time augmentation: embed each crop and its mirror image and keep
             the normalised mean (twice the model work per crop).
+        input_spec: The input the model expects (colour order, scale, mean/std): an
+            :class:`InputSpec`, a preset name (``INPUT_PRESETS``: "imagenet",
+            "bgr255"), a mapping or JSON; None = a ``<stem>.input.json`` beside the
+            weights, else ImageNet RGB (our models and torchreid's).
 
     Raises:
         FileNotFoundError: the weights file is missing (the message says how to get one).
@@ -136,6 +236,7 @@ class CropEmbedder:
         interpolation: str = "linear",
         precision: str = "fp32",
         flip: bool = False,
+        input_spec: object = None,
     ) -> None:
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"unknown re-id precision {precision!r}; choose one of: bf16, "
@@ -158,6 +259,7 @@ class CropEmbedder:
         self.precision = precision
         self.threads = threads
         self.flip = bool(flip)
+        self.input_spec = input_spec_for(weights, input_spec)
         self.runtime = RUNTIMES[backend](model=model, weights=weights, device=device,
                                          threads=threads, precision=precision,
                                          input_hw=input_hw)
@@ -183,7 +285,8 @@ class CropEmbedder:
         outs = []
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
-            x = preprocess_crops(chunk, self.input_hw, bgr=bgr, interpolation=self.interpolation)
+            x = preprocess_crops(chunk, self.input_hw, bgr=bgr, interpolation=self.interpolation,
+                                 spec=self.input_spec)
             if self.flip:
                 both = self._run(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
                 outs.append(_l2n(both[: len(x)] + both[len(x) :]))

@@ -173,7 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="linear", help="crop resize mode")
     parser.add_argument("--backend", choices=("auto", "torch", "openvino", "onnx"),
                         default="auto",
-                        help="inference backend; auto: onnx for .onnx files, torch otherwise")
+                        help="inference backend; auto: onnx for .onnx, openvino for .xml, torch "
+                        "otherwise")
     parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                         help="torch autocast / OpenVINO inference precision; int8: the "
                              "OpenVINO INT8 IR beside the safetensors file")
@@ -182,6 +183,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "its mirror image's (reported separately from the plain protocol)")
     parser.add_argument("--input-hw", default=None,
                         help="H,W for ONNX files with a dynamic input size")
+    parser.add_argument("--input", default=None, dest="input_spec",
+                        help="the input the model expects: a preset (imagenet, bgr255 for "
+                        "Intel's Open Model Zoo re-id IRs) or JSON {colour_order, scale, "
+                        "mean, std}; default: <stem>.input.json beside the file, else "
+                        "imagenet")
 
 
 def _embedder_from_args(args: argparse.Namespace):
@@ -189,12 +195,13 @@ def _embedder_from_args(args: argparse.Namespace):
 
     backend = args.backend
     if backend == "auto":
-        backend = "onnx" if Path(args.weights).suffix == ".onnx" else "torch"
+        backend = {".onnx": "onnx", ".xml": "openvino"}.get(Path(args.weights).suffix, "torch")
     input_hw = tuple(int(v) for v in args.input_hw.split(",")) if args.input_hw else None
     return CropEmbedder(weights=args.weights, backend=backend, device=args.device,
                         batch_size=args.batch_size, threads=args.threads,
                         input_hw=input_hw, interpolation=args.interpolation,
-                        precision=args.precision, flip=args.flip)
+                        precision=args.precision, flip=args.flip,
+                        input_spec=getattr(args, "input_spec", None))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 * :class:`ReidTrainingWrapper`: identity classifiers on a model's feature branches;
 * :func:`batch_hard_triplet`: the batch-hard triplet loss;
+* :func:`distill_cosine`, :func:`relational_distill`: losses toward a teacher's
+  embeddings (direct, through the wrapper's projection head, and the batch's
+  similarity matrix);
 * :func:`pk_batches`: identity-balanced P x K sampling;
 * :func:`lr_at`: warm-up + cosine schedule that can follow a time budget;
 * :func:`autocast_context`: bf16/fp16 autocast by name.
@@ -18,8 +21,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ["ReidTrainingWrapper", "autocast_context", "batch_hard_triplet", "lr_at",
-           "pk_batches"]
+__all__ = ["ReidTrainingWrapper", "autocast_context", "batch_hard_triplet", "distill_cosine",
+           "lr_at", "pk_batches", "relational_distill"]
 
 
 class ReidTrainingWrapper(nn.Module):
@@ -27,10 +30,12 @@ class ReidTrainingWrapper(nn.Module):
     classifier on their concatenation when there are several branches).
 
     ``forward(x)`` returns (features dict, logits dict); logits keys are the branch names
-    and ``"joint"``.
+    and ``"joint"``. With ``teacher_dim`` a linear projection head (``teacher_head``)
+    maps the concatenated branch features to the teacher's dimension for
+    :func:`distill_cosine`; like the classifiers it is not part of the saved model.
     """
 
-    def __init__(self, *, model: nn.Module, num_classes: int) -> None:
+    def __init__(self, *, model: nn.Module, num_classes: int, teacher_dim: int = 0) -> None:
         super().__init__()
         self.model = model
         was_training = model.training
@@ -43,6 +48,12 @@ class ReidTrainingWrapper(nn.Module):
         if len(dims) > 1:
             self.classifiers["joint"] = nn.Linear(sum(dims.values()), num_classes)
         self.branches = list(dims)
+        self.teacher_head = (nn.Linear(sum(dims.values()), teacher_dim, bias=False)
+                             if teacher_dim else None)
+
+    def joint(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The branch features side by side, [N, sum of branch dims]."""
+        return torch.cat([feats[k] for k in self.branches], 1)
 
     def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         feats = self.model.features(x)
@@ -63,6 +74,27 @@ def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, margin: float) -
     hardest_pos = (dist * same).max(1).values
     hardest_neg = dist.masked_fill(same, float("inf")).min(1).values
     return F.relu(hardest_pos - hardest_neg + margin).mean()
+
+
+def distill_cosine(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean (1 - cosine) between projected student features [N, D] and teacher
+    embeddings [N, D]."""
+    return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=1)).mean()
+
+
+def relational_distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Relational distillation: mean squared difference between the batch's cosine
+    similarity matrices (off the diagonal) of student [N, Ds] and teacher [N, Dt].
+
+    Only the geometry of the batch is matched, so the dimensions may differ and the
+    student's own embedding (not a projection of it) is what learns the teacher's
+    neighbourhoods.
+    """
+    s = F.normalize(student.float(), dim=1)
+    t = F.normalize(teacher.float(), dim=1)
+    diff = (s @ s.t() - t @ t.t()).pow(2)
+    n = len(s)
+    return (diff.sum() - diff.diagonal().sum()) / max(1, n * (n - 1))
 
 
 def pk_batches(

@@ -155,7 +155,7 @@ class OpenVinoRuntime(ReidRuntime):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if weights is not None and Path(weights).suffix == ".xml":
             path = _check_file(weights, "the OpenVINO backend")
-            ov_model = core.read_model(str(path))
+            ov_model = _batched_ir(core.read_model(str(path)), path)
             shape = ov_model.inputs[0].get_partial_shape()
             self.input_hw = (shape[2].get_length(), shape[3].get_length())
             self.embedding_dim = ov_model.outputs[0].get_partial_shape()[-1].get_length()
@@ -192,6 +192,30 @@ class OpenVinoRuntime(ReidRuntime):
         return self._compiled(x)[self._compiled.output(0)]
 
 
+def _batched_ir(ov_model: Any, path: Path) -> Any:
+    """``ov_model`` with a dynamic batch dimension (many IRs, e.g. Intel's Open Model
+    Zoo re-id models, are saved for batch 1), so one call embeds a whole tick's crops.
+
+    Raises:
+        ValueError: the model is not one N x 3 x H x W image input with a fixed H x W.
+    """
+    import openvino as ov
+
+    if len(ov_model.inputs) != 1:
+        raise ValueError(f"{path}: a re-id model needs exactly one input, this one has "
+                         f"{len(ov_model.inputs)}")
+    inp = ov_model.inputs[0]
+    shape = inp.get_partial_shape()
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4 or shape[1].is_dynamic or \
+            shape[1].get_length() != 3 or shape[2].is_dynamic or shape[3].is_dynamic:
+        raise ValueError(f"{path}: expected an N x 3 x H x W image input with fixed H, W; "
+                         f"got {shape}")
+    if shape[0].is_static:
+        h, w = shape[2].get_length(), shape[3].get_length()
+        ov_model.reshape({inp.get_any_name(): ov.PartialShape([-1, 3, h, w])})
+    return ov_model
+
+
 class OnnxRuntime(ReidRuntime):
     """ONNX Runtime on the CPU, from an exported ``.onnx`` file."""
 
@@ -216,9 +240,17 @@ class OnnxRuntime(ReidRuntime):
             self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         out_dim = self._session.get_outputs()[0].shape[-1]
         self.embedding_dim = int(out_dim) if isinstance(out_dim, int) else -1
+        # ONNX Runtime cannot reshape a graph saved for a fixed batch: run it per crop.
+        batch = inp.shape[0]
+        self._fixed_batch = batch if isinstance(batch, int) else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input_name: x})[0]
+        if self._fixed_batch is None or len(x) == self._fixed_batch:
+            return self._session.run(None, {self._input_name: x})[0]
+        if self._fixed_batch != 1:
+            raise ValueError(f"this ONNX model takes batches of exactly {self._fixed_batch}")
+        return np.concatenate([self._session.run(None, {self._input_name: x[i:i + 1]})[0]
+                               for i in range(len(x))])
 
 
 RUNTIMES: dict[str, type[ReidRuntime]] = {"onnx": OnnxRuntime, "openvino": OpenVinoRuntime,

@@ -36,8 +36,11 @@ from pipeline.reid.recipe import (
     ReidTrainingWrapper,
     autocast_context,
     batch_hard_triplet,
+    distill_cosine,
     lr_at,
+    relational_distill,
 )
+from pipeline.reid.teacher import parse_teachers, teacher_targets
 from pipeline.reid.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, normalize
 from pipeline.reid.weights import load_reid_model, model_name, save_reid_weights
 
@@ -151,8 +154,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--camera-balanced", action="store_true",
                       help="spread each identity's K images over its cameras")
     data.add_argument("--init-from", type=Path, default=None,
-                      help="start from these .safetensors weights (same architecture; "
-                      "new identity classifiers)")
+                      help="start from these .safetensors weights (same backbone; modules "
+                      "the file lacks, such as inserted attention, keep their identity "
+                      "initialisation; new identity classifiers)")
+    kd = parser.add_argument_group("teachers")
+    kd.add_argument("--teacher", default="",
+                    help="teacher models, comma-separated FILE[@INPUT] (INPUT: a preset such "
+                    "as bgr255, or JSON; see `mtmc reid eval --input`); several are "
+                    "averaged. Their embeddings of every training image (plain and "
+                    "mirrored) are cached under --cache-dir")
+    kd.add_argument("--distill-weight", type=float, default=1.0,
+                    help="weight of 1 - cosine(projected student, teacher)")
+    kd.add_argument("--relation-weight", type=float, default=10.0,
+                    help="weight of the batch similarity-matrix (relational) loss")
     aug = parser.add_argument_group("augmentation")
     aug.add_argument("--jitter-p", type=float, default=0.0, help="colour jitter probability")
     aug.add_argument("--gray-p", type=float, default=0.0, help="random grayscale probability")
@@ -226,7 +240,30 @@ def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
         },
         "git_commit": _git_commit(),
         "init_from": str(args.init_from) if args.init_from else None,
+        "teachers": [{"file": str(p), "input": d} for p, d in parse_teachers(args.teacher)]
+        if args.teacher else [],
     }
+
+
+def _init_from(model: nn.Module, path: Path, name: str) -> None:
+    """Load ``path``'s weights into ``model``; only modules the file lacks (attention
+    inserted into a pretrained backbone) may stay as built.
+
+    Raises:
+        ValueError: another architecture, or tensors that do not fit.
+    """
+    source, _ = load_reid_model(path)
+    if model_name(source) != name:
+        raise ValueError(f"--init-from {path} holds a {model_name(source)!r} model, not "
+                         f"{name!r}")
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    inserted = getattr(model, "inserted", None)
+    allowed = {f"inserted.{k}" for k in inserted.state_dict()} if inserted is not None else set()
+    bad = sorted(set(missing) - allowed) + sorted(unexpected)
+    if bad:
+        raise ValueError(f"--init-from {path} does not fit {name} {model.config()}: "
+                         f"{bad[:5]}")
+    log.info("initialised from %s (%d new tensors)", path, len(missing))
 
 
 def _save_checkpoint(path: Path, loop: _Loop, epoch: int, rng: np.random.Generator,
@@ -264,14 +301,15 @@ def _load_checkpoint(path: Path, wrapper: nn.Module, optimizer: torch.optim.Opti
 def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
                batches: TrainBatches) -> tuple[dict, float, bool]:
     """One pass of P x K batches; returns (sums, last learning rate, out of time)."""
-    sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "correct": 0, "seen": 0}
+    sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "kd": 0.0, "rel": 0.0, "correct": 0,
+            "seen": 0}
     lr, out_of_time = args.lr, False
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
 
         bar = tqdm(total=loop.iters, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False)
-    for it, (x, y) in enumerate(batches.epoch(loop.iters)):
+    for it, (x, y, target) in enumerate(batches.epoch(loop.iters)):
         progress = None
         if loop.budget_s > 0:
             # Warm-up is step-based; the time budget compresses only the cosine phase.
@@ -295,6 +333,12 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
             tri = sum(batch_hard_triplet(feats[k], y, args.margin) for k in branches)
             tri = tri / len(branches)
         loss = ce + args.triplet_weight * tri
+        kd = rel = torch.zeros((), device=loop.device)
+        if target is not None:
+            joint = loop.wrapper.joint(feats)
+            kd = distill_cosine(loop.wrapper.teacher_head(joint.float()), target)
+            rel = relational_distill(joint, target)
+            loss = loss + args.distill_weight * kd + args.relation_weight * rel
         loop.optimizer.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         loop.scaler.step(loop.optimizer)
@@ -304,6 +348,8 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
         sums["loss"] += loss.detach() * len(y)
         sums["ce"] += ce.detach() * len(y)
         sums["tri"] += tri.detach() * len(y)
+        sums["kd"] += kd.detach() * len(y)
+        sums["rel"] += rel.detach() * len(y)
         sums["correct"] += (head.argmax(1) == y).sum()
         sums["seen"] += len(y)
         if bar is not None:
@@ -348,14 +394,10 @@ def train(args: argparse.Namespace) -> dict:
     split = load_protocol(args.protocol, args.data)
     if args.extra_train:
         split = with_extra_sources(split, args.data, args.extra_train)
+    model = build_reid_model(args.model, **json.loads(args.model_config))
     if args.init_from is not None:
-        model, _ = load_reid_model(args.init_from)
-        if model_name(model) != args.model:
-            raise ValueError(f"--init-from {args.init_from} holds a {model_name(model)!r} "
-                             f"model, not {args.model!r}")
-        model.train()
-    else:
-        model = build_reid_model(args.model, **json.loads(args.model_config))
+        _init_from(model, args.init_from, args.model)
+    model.train()
     hw = tuple(model.input_hw)
     t0 = time.time()
     images = torch.from_numpy(load_image_array(split.train, hw=hw, cache_dir=args.cache_dir))
@@ -364,9 +406,20 @@ def train(args: argparse.Namespace) -> dict:
     log.info("%d training images, %d ids, %d sources, loaded in %.1fs", len(labels),
              num_classes, max(1, len(split.sources)), time.time() - t0)
 
+    targets, teachers = None, parse_teachers(args.teacher) if args.teacher else []
+    if teachers:
+        t0 = time.time()
+        sample_key = repr(hw) + "".join(f"{p}:{Path(p).stat().st_size}" for p, _, _ in split.train)
+        targets = torch.from_numpy(teacher_targets(
+            images.numpy(), teachers, sample_key=sample_key, cache_dir=args.cache_dir,
+            threads=args.threads))
+        log.info("teacher embeddings %s ready in %.1fs", tuple(targets.shape), time.time() - t0)
+
     channels_last = args.channels_last == "on" or (
         args.channels_last == "auto" and device.startswith("cuda"))
-    wrapper = ReidTrainingWrapper(model=model, num_classes=num_classes).to(device)
+    wrapper = ReidTrainingWrapper(model=model, num_classes=num_classes,
+                                  teacher_dim=0 if targets is None else targets.shape[-1]
+                                  ).to(device)
     if channels_last:
         wrapper = wrapper.to(memory_format=torch.channels_last)
     batches = TrainBatches(
@@ -379,6 +432,7 @@ def train(args: argparse.Namespace) -> dict:
         channels_last=channels_last,
         prefetch=args.prefetch == "on" or (args.prefetch == "auto"
                                            and device.startswith("cuda")),
+        targets=targets,
     )
     gen = batches.generator
     if args.compile:
@@ -432,6 +486,8 @@ def train(args: argparse.Namespace) -> dict:
             "loss": sums["loss"] / seen,
             "ce": sums["ce"] / seen,
             "triplet": sums["tri"] / seen,
+            "distill": sums["kd"] / seen,
+            "relation": sums["rel"] / seen,
             "acc": sums["correct"] / seen,
             "lr": lr,
             "seconds": round(seconds, 1),

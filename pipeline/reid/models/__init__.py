@@ -23,6 +23,7 @@ REID_MODELS: dict[str, str] = {
     "hacnn": "pipeline.reid.models.hacnn:HACNN",
     "rga": "pipeline.reid.models.rga:RGANet",
     "pfsa": "pipeline.reid.models.pfsa:PFSANet",
+    "osnet": "pipeline.reid.models.osnet:OSNet",
 }
 
 

@@ -89,9 +89,12 @@ class RGAModule(nn.Module):
 
     def __init__(self, *, channels: int, hw: tuple[int, int], use_spatial: bool = True,
                  use_channel: bool = True, cha_ratio: int = 8, spa_ratio: int = 8,
-                 down_ratio: int = 8) -> None:
+                 down_ratio: int = 8, identity_init: bool = False) -> None:
         super().__init__()
         self.hw = hw
+        # Inserted into a pretrained backbone, the module must start as the identity:
+        # the last scoring BN starts at zero (logits 0) and the gate is 2 * sigmoid.
+        self.gain = 2.0 if identity_init else 1.0
         positions = hw[0] * hw[1]
         ratios = {"cha_ratio": cha_ratio, "spa_ratio": spa_ratio, "down_ratio": down_ratio}
         self.spatial = (
@@ -100,6 +103,10 @@ class RGAModule(nn.Module):
         self.channel = (
             _RelationAttention(positions, channels, **ratios) if use_channel else None
         )
+        if identity_init:
+            for part in (self.spatial, self.channel):
+                if part is not None:
+                    nn.init.zeros_(part.score[-1][1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, C, H, W] -> [N, C, H, W] re-weighted."""
@@ -108,11 +115,11 @@ class RGAModule(nn.Module):
             raise ValueError(f"RGA module built for {self.hw} feature maps, got {(h, w)}")
         if self.spatial is not None:
             logits = self.spatial(x.view(n, c, h * w, 1))  # [N, 1, HW, 1]
-            x = x * torch.sigmoid(logits).view(n, 1, h, w)
+            x = x * (self.gain * torch.sigmoid(logits)).view(n, 1, h, w)
         if self.channel is not None:
             nodes = x.view(n, c, h * w).transpose(1, 2).unsqueeze(-1)  # [N, HW, C, 1]
             logits = self.channel(nodes)  # [N, 1, C, 1]
-            x = x * torch.sigmoid(logits).view(n, c, 1, 1)
+            x = x * (self.gain * torch.sigmoid(logits)).view(n, c, 1, 1)
         return x
 
 
