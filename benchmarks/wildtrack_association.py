@@ -321,7 +321,9 @@ def main() -> int:
                              "(the '+ blend' rows)")
     parser.add_argument("--thresholds", default="0.3,0.4,0.5",
                         help="association thresholds of the sweep")
-    parser.add_argument("--models", default="hacnn,osnet", help="hacnn and/or osnet")
+    parser.add_argument("--models", default="hacnn,osnet",
+                        help="comma-separated: hacnn, osnet (the peer ONNX), or "
+                        "NAME=PATH[@INPUT] for any re-id file (ours or a peer IR/ONNX)")
     parser.add_argument("--hacnn", type=Path, default=REPO / "weights" / "hacnn_cuhk.safetensors")
     parser.add_argument("--osnet", type=Path,
                         default=DATA / "weights" / "osnet_x0_25_msmt17.onnx")
@@ -337,6 +339,7 @@ def main() -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    from benchmarks.lib.reid_models import embedder_for
     from pipeline.reid.embedder import CropEmbedder
 
     names = {"hacnn": "HA-CNN (ours, PyTorch bf16)", "osnet": "OSNet-x0.25 MSMT17 (peer, ONNX)"}
@@ -348,8 +351,13 @@ def main() -> int:
         elif model == "osnet":
             embedders[model] = CropEmbedder(weights=args.osnet, backend="onnx",
                                             threads=args.threads, batch_size=32).embed_crops
+        elif "=" in model:
+            name, _, spec = model.partition("=")
+            names[name] = name
+            embedders[name] = embedder_for(spec, threads=args.threads,
+                                           batch_size=32).embed_crops
         else:
-            parser.error(f"unknown model {model!r}; choose hacnn and/or osnet")
+            parser.error(f"unknown model {model!r}; choose hacnn, osnet or NAME=PATH")
     start = time.perf_counter()
     results = [run_seed(args, s, embedders, log) for s in seeds]
     summary = summarise(results)

@@ -241,10 +241,13 @@ def _embedding(config: RunConfig, device: str, threads: int, camera_ids: list[st
                                  max_crops_per_frame=config.reid.max_crops_per_frame)
     except ValueError as error:
         raise ValueError(f"{config.source_file}: {error}") from None
-    embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
-                            device=device, batch_size=config.reid.batch_size,
-                            threads=threads, precision=config.reid.precision,
-                            backend=config.reid.backend)
+    try:
+        embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
+                                device=device, batch_size=config.reid.batch_size,
+                                threads=threads, precision=config.reid.precision,
+                                backend=config.reid.backend, input_spec=config.reid.input)
+    except ValueError as error:
+        raise ValueError(f"{config.source_file}: reid: {error}") from None
     return PolicyEmbedder(embedder=embedder, camera_ids=camera_ids, policy=policy)
 
 

@@ -108,6 +108,10 @@ class ReidConfig:
         max_crops_per_frame: Crop budget per camera frame, shared by a tick's cameras:
             births first, then crowded detections, then the stalest refreshes (see
             ``pipeline.reid.policy``); null = no budget.
+        input: What a peer model file (an OpenVINO ``.xml`` or ``.onnx``) expects of its
+            input pixels: a preset (``imagenet``; ``bgr255`` for Intel's Open Model Zoo
+            re-id IRs) or a mapping ``{colour_order, scale, mean, std}``; null = a
+            ``<stem>.input.json`` beside the file, else ``imagenet`` (our models).
     """
 
     model: str = "hacnn"
@@ -120,6 +124,7 @@ class ReidConfig:
     backend: str = "torch"
     refresh_frames: int = 1
     max_crops_per_frame: float | None = None
+    input: str | Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

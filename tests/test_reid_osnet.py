@@ -1,0 +1,208 @@
+"""OSNet-x0.25 recovered from the published ONNX, attention inserted into it, teachers and
+their losses, and peer models run through the embedder with their declared input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from pipeline.reid import train as reid_train
+from pipeline.reid.datasets import read_cuhk_folder
+from pipeline.reid.embedder import CropEmbedder, InputSpec, input_spec_for, preprocess_crops
+from pipeline.reid.evaluate import evaluate_protocol
+from pipeline.reid.models.osnet import PFSA, OSNet
+from pipeline.reid.models.osnet_recovery import recover_osnet
+from pipeline.reid.recipe import distill_cosine, relational_distill
+from pipeline.reid.weights import load_reid_model
+from tests.conftest import DATA, REPO
+
+ONNX = DATA / "weights" / "osnet_x0_25_msmt17.onnx"
+OMZ_0288 = DATA / "weights" / "intel_omz" / "person-reidentification-retail-0288.xml"
+RECOVERED = REPO / "weights" / "osnet_x0_25_msmt17_recovered.safetensors"
+REID = DATA / "reid"
+
+
+def _crops(folder: str, count: int, step: int = 7) -> list[np.ndarray]:
+    paths = [p for p, _, _ in read_cuhk_folder(REID / folder)][::step][:count]
+    return [cv2.imread(str(p)) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def test_batch() -> np.ndarray:
+    """32 CUHK01 test crops (never used for calibration), ImageNet-normalised RGB."""
+    return preprocess_crops(_crops("cuhk01", 32, step=61), (256, 128))
+
+
+@pytest.fixture(scope="module")
+def onnx_out(test_batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(ONNX), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": test_batch})[0]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_recovery_matches_the_onnx_and_trains_from_its_statistics(test_batch, onnx_out) -> None:
+    calib = preprocess_crops(_crops("cuhk03_train", 96, step=75), (256, 128))
+    model = recover_osnet(ONNX, calib)
+    with torch.no_grad():
+        out = model.features(torch.from_numpy(test_batch))["global"].numpy()
+        assert np.abs(out - onnx_out).max() < 1e-3 * np.abs(onnx_out).max()
+        assert _cos(out, onnx_out).min() > 0.9999
+        # The recovered BatchNorms hold the statistics of their inputs on the calibration
+        # crops, so on those crops a train-mode pass (batch statistics) computes what the
+        # ONNX computes; identity BNs would re-scale every activation to unit variance.
+        model.train()
+        train_mode = model.features(torch.from_numpy(calib))["global"].numpy()
+        model.eval()
+        eval_mode = model.features(torch.from_numpy(calib))["global"].numpy()
+    assert np.median(_cos(train_mode[:, :], eval_mode)) > 0.98
+
+
+def test_shipped_recovered_weights_load_and_match_the_onnx(test_batch, onnx_out) -> None:
+    model, card = load_reid_model(RECOVERED)
+    assert card["model"] == "osnet" and model.config()["attention"] == "none"
+    with torch.no_grad():
+        out = model.features(torch.from_numpy(test_batch))["global"].numpy()
+    assert _cos(out, onnx_out).min() > 0.9999
+
+
+@pytest.mark.parametrize("attention", ["rga-s", "rga-c", "rga-sc"])
+def test_inserted_rga_starts_as_identity(tmp_path: Path, test_batch, attention: str) -> None:
+    plain, _ = load_reid_model(RECOVERED)
+    model = OSNet(attention=attention, attention_stages=[1, 2, 3])
+    reid_train._init_from(model, RECOVERED, "osnet")
+    model.eval()
+    x = torch.from_numpy(test_batch[:8])
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x), atol=1e-5)
+    # and it is trainable: the zeroed scoring BN gets a gradient
+    model.train()
+    model(x).sum().backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("inserted")]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_pfsa_is_identity_where_attention_is_uniform() -> None:
+    x = torch.ones(2, 8, 4, 3) * torch.arange(8.0).view(1, 8, 1, 1)
+    assert torch.allclose(PFSA(1.0)(x), x)
+    peaked = x.clone()
+    peaked[:, :, 0, 0] += 5.0
+    y = PFSA(1.0)(peaked)
+    assert (y[:, :, 0, 0] > peaked[:, :, 0, 0]).all() and (y[:, :, 1, 1] < peaked[:, :, 1, 1]).all()
+
+
+def test_init_from_refuses_a_backbone_that_does_not_fit(tmp_path: Path) -> None:
+    hacnn = REPO / "weights" / "hacnn_cuhk.safetensors"
+    with pytest.raises(ValueError, match="holds a 'hacnn' model"):
+        reid_train._init_from(OSNet(), hacnn, "osnet")
+
+
+def test_teacher_losses() -> None:
+    torch.manual_seed(0)
+    t = torch.nn.functional.normalize(torch.randn(12, 16), dim=1)
+    assert float(distill_cosine(t, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_cosine(-t, t)) == pytest.approx(2.0, abs=1e-6)
+    # The relational loss compares batch geometry only: a student of another dimension
+    # holding the teacher's vectors rotated (and scaled) matches it exactly.
+    rotation = torch.linalg.qr(torch.randn(24, 24))[0][:16]  # 16 -> 24 isometry
+    student = 3.0 * t @ rotation
+    assert float(relational_distill(student, t)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.randn(12, 24, requires_grad=True)
+    loss = relational_distill(other, t)
+    assert float(loss) > 0.01
+    loss.backward()
+    assert other.grad is not None and other.grad.abs().sum() > 0
+
+
+def test_declared_input_presets_and_errors(tmp_path: Path) -> None:
+    crop = np.random.default_rng(0).integers(0, 256, (20, 10, 3), dtype=np.uint8)  # BGR
+    x = preprocess_crops([crop], (20, 10), bgr=True, spec=InputSpec.parse("bgr255"))
+    assert np.array_equal(x[0].transpose(1, 2, 0), crop.astype(np.float32))
+    x = preprocess_crops([crop], (20, 10), bgr=True)  # ImageNet RGB
+    expected = (crop[..., ::-1] / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array(
+        [0.229, 0.224, 0.225])
+    assert np.allclose(x[0].transpose(1, 2, 0), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="colour_order"):
+        InputSpec.parse({"colour_order": "hsv"})
+    with pytest.raises(ValueError, match="unknown key 'means'"):
+        InputSpec.parse({"means": [0, 0, 0]})
+    with pytest.raises(ValueError, match="neither a preset"):
+        InputSpec.parse("bgr-255")
+    model = tmp_path / "peer.onnx"
+    shutil.copy(ONNX, model)
+    assert input_spec_for(model) == InputSpec()
+    (tmp_path / "peer.input.json").write_text(json.dumps({"colour_order": "bgr", "scale": 1}))
+    assert input_spec_for(model).colour_order == "bgr"
+    (tmp_path / "peer.input.json").write_text("{")
+    with pytest.raises(ValueError, match="peer.input.json: not valid JSON"):
+        input_spec_for(model)
+
+
+def test_batch_one_ir_is_reshaped_and_its_declared_input_matters() -> None:
+    embedder = CropEmbedder(weights=OMZ_0288, backend="openvino", threads=2,
+                            input_spec="bgr255", batch_size=16)
+    assert embedder.input_hw == (256, 128) and embedder.embedding_dim == 256
+    crops = _crops("cuhk01", 5)
+    together = embedder.embed_crops(crops)
+    alone = np.concatenate([embedder.embed_crops([c]) for c in crops])
+    assert together.shape == (5, 256) and np.allclose(together, alone, atol=1e-4)
+    # The same IR fed ImageNet-normalised RGB (what our models take) ranks far worse.
+    wrong = CropEmbedder(weights=OMZ_0288, backend="openvino", threads=2, batch_size=16)
+    right = evaluate_protocol(embedder.embed_crops, root=REID, max_ids=120)
+    worse = evaluate_protocol(wrong.embed_crops, root=REID, max_ids=120)
+    r1 = right["directions"]["cam1->cam2"]["rank1"]
+    assert r1 > 0.85 and r1 > worse["directions"]["cam1->cam2"]["rank1"] + 0.1
+
+
+def test_fixed_batch_onnx_runs_crop_by_crop(tmp_path: Path) -> None:
+    model, _ = load_reid_model(RECOVERED)
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 256, 128),), str(path), dynamo=False,
+                      input_names=["images"], output_names=["embeddings"])
+    embedder = CropEmbedder(weights=path, backend="onnx", threads=2)
+    crops = _crops("cuhk01", 3)
+    reference = CropEmbedder(model=model, threads=2).embed_crops(crops)
+    assert np.allclose(embedder.embed_crops(crops), reference, atol=1e-4)
+
+
+def test_distillation_run_caches_the_teacher_and_learns_it(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    for path in sorted((REID / "cuhk01").glob("*.jpg"))[: 16 * 4]:  # 16 real identities
+        shutil.copy(path, root / path.name)
+    parser = argparse.ArgumentParser()
+    reid_train.add_arguments(parser)
+
+    def args(epochs: int) -> argparse.Namespace:
+        return parser.parse_args([
+            "--model", "osnet", "--model-config", '{"attention": "pfsa"}',
+            "--init-from", str(RECOVERED), "--teacher", f"{OMZ_0288}@bgr255",
+            "--data", str(root), "--protocol", "folder", "--out", str(tmp_path / "s.safetensors"),
+            "--epochs", str(epochs), "--batch-p", "8", "--batch-k", "4", "--lr", "1e-3",
+            "--warmup-epochs", "0", "--threads", "2", "--device", "cpu", "--amp", "off",
+            "--no-progress", "--cache-dir", str(tmp_path / "cache"),
+            "--checkpoint-dir", str(tmp_path / "ckpt")])
+
+    assert reid_train.main(args(6)) == 0
+    caches = list((tmp_path / "cache").glob("teacher_*.npy"))
+    assert len(caches) == 1 and np.load(caches[0]).shape == (64, 2, 256)
+    log = [json.loads(line) for line in (tmp_path / "s.train.jsonl").read_text().splitlines()]
+    assert log[-1]["distill"] < 0.7 * log[0]["distill"], [e["distill"] for e in log]
+    card = json.loads((tmp_path / "s.json").read_text())
+    assert card["teachers"] == [{"file": str(OMZ_0288), "input": "bgr255"}]
+    assert card["init_from"] == str(RECOVERED)
+    assert card["config"]["attention"] == "pfsa"
+    # a second run reads the cached teacher embeddings instead of embedding again
+    caplog.set_level("INFO", logger="pipeline.reid.teacher")
+    assert reid_train.main(args(1)) == 0
+    assert "teacher embeddings read from" in caplog.text
