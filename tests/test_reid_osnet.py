@@ -206,3 +206,47 @@ def test_distillation_run_caches_the_teacher_and_learns_it(tmp_path: Path, caplo
     caplog.set_level("INFO", logger="pipeline.reid.teacher")
     assert reid_train.main(args(1)) == 0
     assert "teacher embeddings read from" in caplog.text
+
+
+def test_adapt_bn_takes_the_target_statistics_and_keeps_the_weights(tmp_path: Path) -> None:
+    from pipeline.reid.adapt import adapt_bn, read_crops
+
+    folder = tmp_path / "viper"
+    folder.mkdir()
+    for path, _, _ in read_cuhk_folder(REID / "viper_train")[:80]:
+        shutil.copy(path, folder / path.name)
+    crops = read_crops([folder])
+    assert len(crops) == 80
+    model, _ = load_reid_model(RECOVERED)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    handle = model.stem[1].register_forward_hook(lambda _m, inp, _o: seen.append(inp[0]))
+    layers = adapt_bn(model, crops, batch_size=16)
+    handle.remove()
+    assert layers == sum(k.endswith("running_mean") for k in before)
+    inputs = torch.cat(seen)
+    assert torch.allclose(model.stem[1].running_mean, inputs.mean(dim=(0, 2, 3)), atol=1e-4)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before
+               if "running" not in k and "num_batches" not in k)
+    assert not torch.equal(before["stem.1.running_mean"], after["stem.1.running_mean"])
+    with pytest.raises(ValueError, match="at least 16 crops"):
+        adapt_bn(model, crops[:5])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no crops in"):
+        read_crops([empty])
+
+
+def test_adapt_bn_reads_a_runs_crops(sample_store_run) -> None:
+    import sqlite3
+
+    from pipeline.reid.adapt import read_crops
+
+    out, _ = sample_store_run
+    with sqlite3.connect(out / "run.sqlite") as db:
+        stored = db.execute("SELECT COUNT(*) FROM tracklets WHERE crop_jpeg IS NOT NULL"
+                            ).fetchone()[0]
+    crops = read_crops([out])
+    assert stored > 10 and len(crops) == stored
+    assert all(c.ndim == 3 and c.shape[2] == 3 for c in crops)
