@@ -35,6 +35,8 @@ _TOOLS = {
     ("reid", "train"): ("pipeline.reid.train", "train a re-id model"),
     ("reid", "eval"): ("pipeline.reid.evaluate", "evaluate re-id weights on a protocol"),
     ("reid", "export"): ("pipeline.reid.export", "export re-id weights to ONNX/OpenVINO"),
+    ("reid", "interpolate"): ("pipeline.reid.interpolate",
+                              "interpolate fine-tuned re-id weights with their start"),
     ("reid", "adapt-bn"): ("pipeline.reid.adapt",
                            "re-estimate a model's batch-norm statistics on target crops"),
     ("eval", "mot"): ("pipeline.evaluation.mot", "MOT metrics (HOTA, IDF1, MOTA) of MOT files"),
@@ -203,7 +205,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 def _add_tools(sub: argparse._SubParsersAction) -> None:
     groups: dict[str, argparse._SubParsersAction] = {}
-    helps = {"reid": "re-identification models: train, eval, export, adapt-bn",
+    helps = {"reid": "re-identification models: train, eval, export, interpolate, adapt-bn",
              "eval": "evaluate tracking output against ground truth"}
     for (group, name), (module, help_text) in _TOOLS.items():
         if group not in groups:

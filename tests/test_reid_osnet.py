@@ -250,3 +250,30 @@ def test_adapt_bn_reads_a_runs_crops(sample_store_run) -> None:
     crops = read_crops([out])
     assert stored > 10 and len(crops) == stored
     assert all(c.ndim == 3 and c.shape[2] == 3 for c in crops)
+
+
+def test_interpolate_between_tuned_and_start(tmp_path: Path) -> None:
+    from pipeline.cli import main as cli
+    from pipeline.reid.weights import save_reid_weights
+
+    tuned = OSNet(attention="rga-s")
+    reid_train._init_from(tuned, RECOVERED, "osnet")
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01)
+    path = tmp_path / "tuned.safetensors"
+    save_reid_weights(tuned, path, card={"init_from": str(RECOVERED)}, half=False)
+    for alpha in (0.0, 0.5, 1.0):
+        out = tmp_path / f"mid{alpha}.safetensors"
+        assert cli(["reid", "interpolate", "--weights", str(path), "--alpha", str(alpha),
+                    "--out", str(out)]) == 0
+        mid, card = load_reid_model(out)
+        assert card["interpolated"]["alpha"] == alpha
+        start = OSNet(attention="rga-s")
+        reid_train._init_from(start, RECOVERED, "osnet")
+        for key, value in mid.state_dict().items():
+            if value.is_floating_point():
+                want = alpha * tuned.state_dict()[key] + (1 - alpha) * start.state_dict()[key]
+                assert torch.allclose(value, want, rtol=2e-3, atol=1e-3), key
+    assert cli(["reid", "interpolate", "--weights", str(path), "--alpha", "1.5",
+                "--out", str(tmp_path / "bad.safetensors")]) == 2
