@@ -277,3 +277,36 @@ def test_interpolate_between_tuned_and_start(tmp_path: Path) -> None:
                 assert torch.allclose(value, want, rtol=2e-3, atol=1e-3), key
     assert cli(["reid", "interpolate", "--weights", str(path), "--alpha", "1.5",
                 "--out", str(tmp_path / "bad.safetensors")]) == 2
+
+
+def test_teacher_target_follows_the_students_mirroring() -> None:
+    from pipeline.reid.batches import TrainBatches
+    from pipeline.reid.transforms import AugmentConfig
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (16, 8, 4, 3), dtype=np.uint8))
+    labels = np.repeat(np.arange(4), 4)
+    targets = torch.zeros(16, 2, 3)
+    targets[:, 0, 0] = 1.0  # plain view
+    targets[:, 1, 1] = 1.0  # mirrored view
+    feeder = TrainBatches(images, labels, device="cpu", p=4, k=4, rng=rng, seed=1,
+                          augment=AugmentConfig(pad=0, erase_p=0.0), targets=targets)
+    flips = 0
+    for x, y, t in feeder.epoch(8):
+        for i in range(len(y)):
+            candidates = [j for j in range(16) if labels[j] == int(y[i])]
+            plain = any(torch.allclose(x[i], _norm(images[j])) for j in candidates)
+            mirrored = any(torch.allclose(x[i], _norm(images[j].flip(1))) for j in candidates)
+            assert plain != mirrored
+            assert torch.equal(t[i], targets[0, 1 if mirrored else 0])
+            flips += mirrored
+    assert 0 < flips < 8 * 16
+    with pytest.raises(ValueError, match="targets must be"):
+        TrainBatches(images, labels, device="cpu", p=4, k=4, rng=rng, seed=1,
+                     targets=torch.zeros(15, 2, 3))
+
+
+def _norm(image: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    return (image.permute(2, 0, 1).float() / 255.0 - mean) / std
