@@ -61,11 +61,13 @@ def test_recovery_matches_the_onnx_and_trains_from_its_statistics(test_batch, on
         # The recovered BatchNorms hold the statistics of their inputs on the calibration
         # crops, so on those crops a train-mode pass (batch statistics) computes what the
         # ONNX computes; identity BNs would re-scale every activation to unit variance.
+        # (The head's BatchNorm1d is not folded in the file: it keeps MSMT17's statistics.)
         model.train()
+        model.fc_bn.eval()
         train_mode = model.features(torch.from_numpy(calib))["global"].numpy()
         model.eval()
         eval_mode = model.features(torch.from_numpy(calib))["global"].numpy()
-    assert np.median(_cos(train_mode[:, :], eval_mode)) > 0.98
+    assert np.median(_cos(train_mode, eval_mode)) > 0.98
 
 
 def test_shipped_recovered_weights_load_and_match_the_onnx(test_batch, onnx_out) -> None:
@@ -98,7 +100,9 @@ def test_pfsa_is_identity_where_attention_is_uniform() -> None:
     peaked = x.clone()
     peaked[:, :, 0, 0] += 5.0
     y = PFSA(1.0)(peaked)
-    assert (y[:, :, 0, 0] > peaked[:, :, 0, 0]).all() and (y[:, :, 1, 1] < peaked[:, :, 1, 1]).all()
+    # the strong position is boosted, the others damped (channel 0 is zero everywhere)
+    assert (y[:, :, 0, 0] > peaked[:, :, 0, 0]).all()
+    assert (y[:, 1:, 1, 1] < peaked[:, 1:, 1, 1]).all()
 
 
 def test_init_from_refuses_a_backbone_that_does_not_fit(tmp_path: Path) -> None:
@@ -156,12 +160,14 @@ def test_batch_one_ir_is_reshaped_and_its_declared_input_matters() -> None:
     together = embedder.embed_crops(crops)
     alone = np.concatenate([embedder.embed_crops([c]) for c in crops])
     assert together.shape == (5, 256) and np.allclose(together, alone, atol=1e-4)
-    # The same IR fed ImageNet-normalised RGB (what our models take) ranks far worse.
-    wrong = CropEmbedder(weights=OMZ_0288, backend="openvino", threads=2, batch_size=16)
-    right = evaluate_protocol(embedder.embed_crops, root=REID, max_ids=120)
-    worse = evaluate_protocol(wrong.embed_crops, root=REID, max_ids=120)
-    r1 = right["directions"]["cam1->cam2"]["rank1"]
-    assert r1 > 0.85 and r1 > worse["directions"]["cam1->cam2"]["rank1"] + 0.1
+    # The same IR fed ImageNet-normalised RGB (what our models take) ranks worse: on the
+    # whole CUHK01 test, Rank-1 79.5 with its declared input against 72.8.
+    wrong = CropEmbedder(weights=OMZ_0288, backend="openvino", threads=2, batch_size=64)
+    embedder.batch_size = 64
+    right = evaluate_protocol(embedder.embed_crops, root=REID)["directions"]["cam1->cam2"]
+    worse = evaluate_protocol(wrong.embed_crops, root=REID)["directions"]["cam1->cam2"]
+    assert right["rank1"] > 0.78 and right["rank1"] > worse["rank1"] + 0.04
+    assert right["mAP"] > worse["mAP"] + 0.04
 
 
 def test_fixed_batch_onnx_runs_crop_by_crop(tmp_path: Path) -> None:
@@ -269,11 +275,13 @@ def test_interpolate_between_tuned_and_start(tmp_path: Path) -> None:
                     "--out", str(out)]) == 0
         mid, card = load_reid_model(out)
         assert card["interpolated"]["alpha"] == alpha
-        start = OSNet(attention="rga-s")
-        reid_train._init_from(start, RECOVERED, "osnet")
+        start, _ = load_reid_model(RECOVERED)
+        start_state = start.state_dict()
         for key, value in mid.state_dict().items():
             if value.is_floating_point():
-                want = alpha * tuned.state_dict()[key] + (1 - alpha) * start.state_dict()[key]
+                # inserted attention has no pretrained value: it keeps the tuned one
+                base = start_state.get(key, tuned.state_dict()[key])
+                want = alpha * tuned.state_dict()[key] + (1 - alpha) * base
                 assert torch.allclose(value, want, rtol=2e-3, atol=1e-3), key
     assert cli(["reid", "interpolate", "--weights", str(path), "--alpha", "1.5",
                 "--out", str(tmp_path / "bad.safetensors")]) == 2

@@ -6,8 +6,8 @@ it better on cameras like those and worse on others. Interpolating the weights, 
 ``alpha`` of the fine-tuned model and ``1 - alpha`` of the one it started from (WiSE-FT,
 Wortsman et al., CVPR 2022), keeps most of the gain and much of the pretrained model's
 breadth, at no cost at inference: the result is one model of the same architecture.
-Modules the start lacks (attention inserted for fine-tuning) interpolate toward their
-initialisation, the identity.
+Modules the start lacks (attention inserted for fine-tuning) keep their fine-tuned
+weights: they have no pretrained value to return to.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ __all__ = ["add_arguments", "interpolate", "main"]
 log = logging.getLogger(__name__)
 
 
-def interpolate(tuned: nn.Module, start: nn.Module, alpha: float) -> nn.Module:
+def interpolate(tuned: nn.Module, start: nn.Module, alpha: float,
+                keep: frozenset[str] | set[str] = frozenset()) -> nn.Module:
     """``alpha * tuned + (1 - alpha) * start``, tensor by tensor, into ``tuned``.
 
     Args:
         tuned: The fine-tuned model (changed in place and returned).
-        start: A model of the same class and configuration holding the starting weights
-            (modules it did not have keep their freshly built values).
+        start: A model of the same class and configuration holding the starting weights.
         alpha: Share of the fine-tuned weights, in [0, 1].
+        keep: State-dict keys that keep the fine-tuned value (tensors the start lacks).
 
     Raises:
         ValueError: ``alpha`` outside [0, 1], or models whose tensors do not correspond.
@@ -46,7 +47,7 @@ def interpolate(tuned: nn.Module, start: nn.Module, alpha: float) -> nn.Module:
         if value.shape != other.shape:
             raise ValueError(f"{key}: shape {tuple(value.shape)} vs {tuple(other.shape)}")
         merged[key] = (alpha * value + (1.0 - alpha) * other.to(value.dtype)
-                       if value.is_floating_point() else value)
+                       if value.is_floating_point() and key not in keep else value)
     tuned.load_state_dict(merged)
     return tuned
 
@@ -74,10 +75,11 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.weights}: its card names no init_from; pass --start")
     start = build_reid_model(model_name(tuned), **tuned.config())
     _init_from(start, start_path, model_name(tuned))
-    interpolate(tuned, start, args.alpha)
+    keep = set(start.state_dict()) - set(load_reid_model(start_path)[0].state_dict())
+    interpolate(tuned, start, args.alpha, keep=keep)
     card = {k: v for k, v in card.items() if k not in ("model", "config")}
     card["interpolated"] = {"tuned": str(args.weights), "start": str(start_path),
-                            "alpha": args.alpha}
+                            "alpha": args.alpha, "kept_tuned": len(keep)}
     save_reid_weights(tuned, args.out, card=card)
     print(f"wrote {args.out}: {args.alpha} x {args.weights} + {1 - args.alpha:g} x {start_path}")
     return 0
