@@ -80,7 +80,8 @@ def test_int8_falls_back_to_f32_where_no_ir_was_made(caplog):
     with caplog.at_level(logging.WARNING):
         other = YoloDetector(weights=DETECTOR, backend="openvino", imgsz=(320, 576),
                              threads=1, precision="int8")
-    assert other._net.precision == "f32"
+    # OpenVINO's float default for this CPU: bf16 where it has AVX512-BF16/AMX, else f32
+    assert other._net.precision in ("f32", "bf16")
     assert "quantize_openvino.py detector" in caplog.text and "320x576" in caplog.text
 
 
