@@ -318,3 +318,32 @@ def _norm(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     return (image.permute(2, 0, 1).float() / 255.0 - mean) / std
+
+
+def _peer_config(tmp_path: Path, input_line: str) -> Path:
+    sample = (REPO / "configs" / "sample.yaml").read_text().replace("../", f"{REPO}/")
+    sample = sample.replace(f"weights: {REPO}/weights/hacnn_cuhk.safetensors",
+                            f"weights: {OMZ_0288}\n  {input_line}")
+    sample = sample.replace("precision: int8", "precision: fp32")
+    assert str(OMZ_0288) in sample and "precision: fp32" in sample
+    config = tmp_path / "peer.yaml"
+    config.write_text(sample)
+    return config
+
+
+def test_a_peer_ir_runs_in_the_pipeline_with_its_declared_input(tmp_path: Path) -> None:
+    from pipeline.cli import main as cli
+
+    config = _peer_config(tmp_path, "input: bgr255")
+    assert cli(["run", str(config), "--out", str(tmp_path / "out"), "--max-frames", "8"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["tracklets"] > 0
+
+
+def test_a_bad_declared_input_is_one_error_line(tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main as cli
+
+    config = _peer_config(tmp_path, "input: {colour_order: hsv}")
+    assert cli(["run", str(config), "--out", str(tmp_path / "out"), "--max-frames", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "peer.yaml" in err and "colour_order" in err
