@@ -29,6 +29,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from pipeline.reid.datasets import read_cuhk_folder  # noqa: E402
 from pipeline.reid.embedder import CropEmbedder  # noqa: E402
+from pipeline.reid.runtimes import backend_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "reid"
@@ -37,8 +38,7 @@ DATA = REPO.parent / "shared" / "data" / "reid"
 def _embedder(spec: str, threads: int, batch: int) -> CropEmbedder:
     path, *rest = spec.split(":")
     path, _, declared = path.partition("@")
-    backend = rest[0] if rest else {".onnx": "onnx", ".xml": "openvino"}.get(
-        Path(path).suffix, "torch")
+    backend = rest[0] if rest else backend_for(path)
     precision = rest[1] if len(rest) > 1 else "fp32"
     return CropEmbedder(weights=Path(path), backend=backend, precision=precision,
                         threads=threads, batch_size=batch, input_spec=declared or None)

@@ -21,7 +21,7 @@ from pipeline.reid.evaluate import evaluate_protocol
 from pipeline.reid.models.osnet import PFSA, OSNet
 from pipeline.reid.models.osnet_recovery import recover_osnet
 from pipeline.reid.recipe import distill_cosine, relational_distill
-from pipeline.reid.weights import load_reid_model
+from pipeline.reid.weights import load_backbone_weights, load_reid_model
 from tests.conftest import DATA, REPO
 
 ONNX = DATA / "weights" / "osnet_x0_25_msmt17.onnx"
@@ -82,7 +82,7 @@ def test_shipped_recovered_weights_load_and_match_the_onnx(test_batch, onnx_out)
 def test_inserted_rga_starts_as_identity(tmp_path: Path, test_batch, attention: str) -> None:
     plain, _ = load_reid_model(RECOVERED)
     model = OSNet(attention=attention, attention_stages=[1, 2, 3])
-    reid_train._init_from(model, RECOVERED, "osnet")
+    load_backbone_weights(model, RECOVERED)
     model.eval()
     x = torch.from_numpy(test_batch[:8])
     with torch.no_grad():
@@ -108,7 +108,7 @@ def test_pfsa_is_identity_where_attention_is_uniform() -> None:
 def test_init_from_refuses_a_backbone_that_does_not_fit(tmp_path: Path) -> None:
     hacnn = REPO / "weights" / "hacnn_cuhk.safetensors"
     with pytest.raises(ValueError, match="holds a 'hacnn' model"):
-        reid_train._init_from(OSNet(), hacnn, "osnet")
+        load_backbone_weights(OSNet(), hacnn)
 
 
 def test_teacher_losses() -> None:
@@ -263,7 +263,7 @@ def test_interpolate_between_tuned_and_start(tmp_path: Path) -> None:
     from pipeline.reid.weights import save_reid_weights
 
     tuned = OSNet(attention="rga-s")
-    reid_train._init_from(tuned, RECOVERED, "osnet")
+    load_backbone_weights(tuned, RECOVERED)
     with torch.no_grad():
         for p in tuned.parameters():
             p.add_(0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.reid.embedder import CropEmbedder
+from pipeline.reid.runtimes import backend_for
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO.parent / "shared" / "data" / "weights"
@@ -23,7 +24,7 @@ def embedder_for(spec: str, *, threads: int, precision: str = "fp32",
     """A CropEmbedder for ``PATH[@INPUT]``: ONNX Runtime for .onnx, OpenVINO for .xml,
     PyTorch for our safetensors; INPUT is a declared input (``mtmc reid eval --input``)."""
     path, _, declared = spec.partition("@")
-    backend = {".onnx": "onnx", ".xml": "openvino"}.get(Path(path).suffix, "torch")
+    backend = backend_for(path)
     return CropEmbedder(weights=Path(path), backend=backend, device="cpu",
                         batch_size=batch_size, threads=threads, input_spec=declared or None,
                         precision=precision if backend != "onnx" else "fp32")

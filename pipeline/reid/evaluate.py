@@ -192,10 +192,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _embedder_from_args(args: argparse.Namespace):
     from pipeline.reid.embedder import CropEmbedder
+    from pipeline.reid.runtimes import backend_for
 
     backend = args.backend
     if backend == "auto":
-        backend = {".onnx": "onnx", ".xml": "openvino"}.get(Path(args.weights).suffix, "torch")
+        backend = backend_for(args.weights)
     input_hw = tuple(int(v) for v in args.input_hw.split(",")) if args.input_hw else None
     return CropEmbedder(weights=args.weights, backend=backend, device=args.device,
                         batch_size=args.batch_size, threads=args.threads,

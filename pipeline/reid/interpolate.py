@@ -66,16 +66,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``mtmc reid interpolate``; returns the exit code."""
     from pipeline.reid.models import build_reid_model
-    from pipeline.reid.train import _init_from
-    from pipeline.reid.weights import load_reid_model, model_name, save_reid_weights
+    from pipeline.reid.weights import (
+        load_backbone_weights,
+        load_reid_model,
+        model_name,
+        save_reid_weights,
+    )
 
     tuned, card = load_reid_model(args.weights)
     start_path = args.start or (Path(card["init_from"]) if card.get("init_from") else None)
     if start_path is None:
         raise ValueError(f"{args.weights}: its card names no init_from; pass --start")
     start = build_reid_model(model_name(tuned), **tuned.config())
-    _init_from(start, start_path, model_name(tuned))
-    keep = set(start.state_dict()) - set(load_reid_model(start_path)[0].state_dict())
+    keep = load_backbone_weights(start, start_path)
     interpolate(tuned, start, args.alpha, keep=keep)
     card = {k: v for k, v in card.items() if k not in ("model", "config")}
     card["interpolated"] = {"tuned": str(args.weights), "start": str(start_path),

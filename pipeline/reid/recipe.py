@@ -59,9 +59,7 @@ class ReidTrainingWrapper(nn.Module):
         feats = self.model.features(x)
         logits = {k: self.classifiers[k](feats[k]) for k in self.branches}
         if "joint" in self.classifiers:
-            logits["joint"] = self.classifiers["joint"](
-                torch.cat([feats[k] for k in self.branches], 1)
-            )
+            logits["joint"] = self.classifiers["joint"](self.joint(feats))
         return feats, logits
 
 

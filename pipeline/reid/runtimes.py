@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["RUNTIMES", "OnnxRuntime", "OpenVinoRuntime", "ReidRuntime", "TorchRuntime",
-           "TRAIN_HINT", "export_onnx"]
+           "TRAIN_HINT", "backend_for", "export_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +251,12 @@ class OnnxRuntime(ReidRuntime):
             raise ValueError(f"this ONNX model takes batches of exactly {self._fixed_batch}")
         return np.concatenate([self._session.run(None, {self._input_name: x[i:i + 1]})[0]
                                for i in range(len(x))])
+
+
+def backend_for(weights: Path | str) -> str:
+    """The runtime a model file needs by its suffix: onnx for ``.onnx``, openvino for an
+    ``.xml`` IR, torch for our safetensors."""
+    return {".onnx": "onnx", ".xml": "openvino"}.get(Path(weights).suffix, "torch")
 
 
 RUNTIMES: dict[str, type[ReidRuntime]] = {"onnx": OnnxRuntime, "openvino": OpenVinoRuntime,

@@ -48,8 +48,9 @@ def parse_teachers(spec: str) -> list[TeacherSpec]:
 
 def _embedder(path: Path, declared: str | None, threads: int):
     from pipeline.reid.embedder import CropEmbedder
+    from pipeline.reid.runtimes import backend_for
 
-    backend = {".onnx": "onnx", ".xml": "openvino"}.get(path.suffix, "torch")
+    backend = backend_for(path)
     precision = "bf16" if backend in ("openvino", "torch") else "fp32"
     return CropEmbedder(weights=path, backend=backend, threads=threads, batch_size=64,
                         precision=precision, input_spec=declared)

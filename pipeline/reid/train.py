@@ -42,7 +42,7 @@ from pipeline.reid.recipe import (
 )
 from pipeline.reid.teacher import parse_teachers, teacher_targets
 from pipeline.reid.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, normalize
-from pipeline.reid.weights import load_reid_model, model_name, save_reid_weights
+from pipeline.reid.weights import load_backbone_weights, model_name, save_reid_weights
 
 log = logging.getLogger(__name__)
 
@@ -245,27 +245,6 @@ def _model_card(args: argparse.Namespace, split: ReidSplit, hw: tuple[int, int],
     }
 
 
-def _init_from(model: nn.Module, path: Path, name: str) -> None:
-    """Load ``path``'s weights into ``model``; only modules the file lacks (attention
-    inserted into a pretrained backbone) may stay as built.
-
-    Raises:
-        ValueError: another architecture, or tensors that do not fit.
-    """
-    source, _ = load_reid_model(path)
-    if model_name(source) != name:
-        raise ValueError(f"--init-from {path} holds a {model_name(source)!r} model, not "
-                         f"{name!r}")
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    inserted = getattr(model, "inserted", None)
-    allowed = {f"inserted.{k}" for k in inserted.state_dict()} if inserted is not None else set()
-    bad = sorted(set(missing) - allowed) + sorted(unexpected)
-    if bad:
-        raise ValueError(f"--init-from {path} does not fit {name} {model.config()}: "
-                         f"{bad[:5]}")
-    log.info("initialised from %s (%d new tensors)", path, len(missing))
-
-
 def _save_checkpoint(path: Path, loop: _Loop, epoch: int, rng: np.random.Generator,
                      gen: torch.Generator) -> None:
     """Everything ``--resume`` needs, written atomically."""
@@ -396,7 +375,7 @@ def train(args: argparse.Namespace) -> dict:
         split = with_extra_sources(split, args.data, args.extra_train)
     model = build_reid_model(args.model, **json.loads(args.model_config))
     if args.init_from is not None:
-        _init_from(model, args.init_from, args.model)
+        load_backbone_weights(model, args.init_from)
     model.train()
     hw = tuple(model.input_hw)
     t0 = time.time()

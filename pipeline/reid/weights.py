@@ -142,6 +142,32 @@ def load_reid_model(path: Path, *, device: str = "cpu") -> tuple[nn.Module, dict
     return model, read_card(path, metadata)
 
 
+def load_backbone_weights(model: nn.Module, path: Path) -> set[str]:
+    """Load the weights of ``path`` into ``model``, a model of the same registry name
+    that may hold more: modules the file lacks (attention inserted into a pretrained
+    backbone, under ``model.inserted``) stay as built.
+
+    Returns:
+        The state-dict keys the file did not provide (left as built).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: another architecture, or tensors that do not fit.
+    """
+    source, _ = load_reid_model(path)
+    name = model_name(model)
+    if model_name(source) != name:
+        raise ValueError(f"{path} holds a {model_name(source)!r} model, not {name!r}")
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    inserted = getattr(model, "inserted", None)
+    allowed = {f"inserted.{k}" for k in inserted.state_dict()} if inserted is not None else set()
+    bad = sorted(set(missing) - allowed) + sorted(unexpected)
+    if bad:
+        raise ValueError(f"{path} does not fit {name} {model.config()}: {bad[:5]}")
+    log.info("initialised from %s (%d new tensors)", path, len(missing))
+    return set(missing)
+
+
 def read_card(path: Path, metadata: dict[str, str] | None = None) -> dict:
     """The model card of a file written by :func:`save_reid_weights`, without loading it.
 
