@@ -127,6 +127,30 @@ def test_id_survives_low_score_frame_and_short_miss():
     assert tracker.update(make_dets([_box(50 + 6 * 30)])).track_id.tolist() == [ids[0]]
 
 
+@pytest.mark.parametrize("limit", [None, 10])
+def test_weak_boxes_carry_a_track_only_for_max_weak_frames(limit):
+    """A person leaves and the detector keeps firing weakly (0.15) on a static thing
+    where they stood: without a limit the weak boxes hold the track there for ever;
+    with ``max_weak_frames`` it stops being reported after that many frames."""
+    tracker = ByteTracker(max_weak_frames=limit, max_lost_frames=5)
+    for f in range(5):
+        tracker.update(make_dets([_box(100 + 2 * f)]))
+    reported = []
+    for f in range(40):
+        out = tracker.update(make_dets([_box(108)], [0.15]))
+        reported.append(len(out))
+    if limit is None:
+        assert reported == [1] * 40
+    else:
+        assert reported == [1] * limit + [0] * (40 - limit)
+        assert tracker.num_tracks == 0  # lost, then dropped after max_lost_frames
+    # A short occlusion (weak boxes between strong ones) is still bridged.
+    tracker = ByteTracker(max_weak_frames=limit)
+    ids = {int(tracker.update(make_dets([_box(100 + 3 * f)], [0.15 if 5 <= f < 12 else 0.9]))
+               .track_id[0]) for f in range(20) if f > 0}
+    assert len(ids) == 1
+
+
 def _crossing(n_frames=40, speed=6.0, turn=20):
     """Two people walk towards each other, meet and turn back: IoU + constant velocity
     predicts them passing through each other, so motion alone swaps them."""

@@ -16,7 +16,10 @@ Association per frame (ByteTrack, with appearance in the first stage):
    ``low_extends_lost`` (default) lost tracks take part too, so a partly hidden person
    whose score dropped re-acquires their track instead of waiting for a strong box;
    the IoU gate (``second_match_thresh``) keeps this to boxes on the prediction, and
-   low-score boxes never start tracks;
+   low-score boxes never start tracks. Weak boxes carry a track for at most
+   ``max_weak_frames`` after its last strong one: an occlusion ends, while a detector
+   that keeps firing weakly on a static thing where a person left (a bin, a sign) would
+   otherwise hold that person's track there for the rest of the video;
 3. unconfirmed (tentative) tracks vs the remaining high-score detections;
 4. new tentative tracks from the remaining detections scoring >= ``new_track_thresh``;
 5. tracks unmatched for more than ``max_lost_frames`` frames are removed.
@@ -65,8 +68,8 @@ class TrackState(Enum):
 class _Track:
     """Internal per-track record (never leaves the tracker)."""
 
-    __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "start_frame", "embedding",
-                 "recent")
+    __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "last_strong", "start_frame",
+                 "embedding", "recent")
 
     def __init__(self, xyah: np.ndarray, frame: int, embedding: np.ndarray | None) -> None:
         self.kf = BoxKalmanFilter(xyah=xyah)
@@ -74,6 +77,7 @@ class _Track:
         self.track_id = 0
         self.hits = 1
         self.last_frame = frame
+        self.last_strong = frame  # last frame a box >= high_thresh (or the birth) was taken
         self.start_frame = frame
         # xyah of the last (up to four) strong boxes matched in consecutive frames.
         self.recent: list[np.ndarray] = []
@@ -131,6 +135,11 @@ class ByteTracker:
             which frame-to-frame statistics do not see. Measured (docs/BENCHMARKS.md
             §3d): 1 and 2 lose PETS09 motion-only IDF1 against the fixed model, 3
             keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
+        max_weak_frames: Frames after a track's last strong (>= ``high_thresh``) box
+            during which low-score boxes may still extend or re-acquire it (stage 2).
+            Measured on PETS09 (docs/BENCHMARKS.md §3): 30 keeps all but 2 of the
+            low-score rows that hit a person and drops a 280-frame ghost held by a
+            background box scoring 0.1-0.16. ``None`` = no limit (ByteTrack).
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
 
@@ -163,6 +172,7 @@ class ByteTracker:
         adaptive_noise: bool = True,
         noise_gain: float = 3.0,
         output_box: str = "filtered",
+        max_weak_frames: int | None = 30,
     ) -> None:
         if not 0.0 <= low_thresh <= high_thresh <= 1.0:
             raise ValueError(
@@ -181,6 +191,8 @@ class ByteTracker:
             raise ValueError(f"noise_gain must be a positive number, got {noise_gain}")
         if min_hits < 1 or max_lost_frames < 0:
             raise ValueError("min_hits must be >= 1 and max_lost_frames >= 0")
+        if max_weak_frames is not None and max_weak_frames < 0:
+            raise ValueError(f"max_weak_frames must be >= 0 or None, got {max_weak_frames}")
         self.high_thresh = float(high_thresh)
         self.low_thresh = float(low_thresh)
         self.new_track_thresh = float(new_track_thresh)
@@ -201,6 +213,7 @@ class ByteTracker:
         self.adaptive_noise = bool(adaptive_noise)
         self.noise_gain = float(noise_gain)
         self.output_box = output_box
+        self.max_weak_frames = None if max_weak_frames is None else int(max_weak_frames)
         self._noise = BoxNoiseEstimator()
         self.reset()
 
@@ -249,6 +262,8 @@ class ByteTracker:
             track.recent = [xyah]
         if len(track.recent) == 4:
             self._jitter.append(np.stack(track.recent))
+        if strong:
+            track.last_strong = self._frame
         track.kf.update(xyah, noise_std=self.measurement_noise)
         track.last_frame = self._frame
         if emb is not None:
@@ -363,6 +378,9 @@ class ByteTracker:
         remaining = [pool[i] for i in rest_t if pool[i].state is TrackState.TRACKED
                      or self.low_extends_lost]
         cost = iou_distance(self._boxes(remaining), detections.xyxy[low])
+        if self.max_weak_frames is not None:
+            stale = [frame - t.last_strong > self.max_weak_frames for t in remaining]
+            cost[np.array(stale, bool)] = np.inf
         if emb is not None:
             cost = self._veto_unlike_lost(cost, remaining, emb[low])
         pairs, rest_t2, _ = linear_assignment(cost, self.second_match_thresh)
@@ -382,6 +400,7 @@ class ByteTracker:
         for i, j in pairs:
             t, d = tentative[i], int(high[j])
             self._apply(t, det_xyah[d], None if emb is None else emb[d])
+            t.last_strong = frame
             t.hits += 1
             if t.hits >= self.min_hits:
                 self._confirm(t)
