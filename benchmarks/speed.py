@@ -62,29 +62,31 @@ def parse_lever(text: str) -> tuple[str, dict[str, object]]:
         key, sep, value = item.partition("=")
         if not sep or key.split(".")[0] not in SECTIONS or "." not in key:
             raise SystemExit(f"--lever {text!r}: expected NAME=detector.KEY=VALUE, "
-                             "tracker.KEY=VALUE, reid.KEY=VALUE or run.KEY=VALUE, "
-                             "comma-separated")
+                             "tracker.KEY=VALUE, association.KEY=VALUE, reid.KEY=VALUE or "
+                             "run.KEY=VALUE, comma-separated")
         overrides[key] = yaml.safe_load(value)
     if not name or not overrides or name in VARIANTS:
         raise SystemExit(f"--lever {text!r}: give a new variant name and at least one setting")
     return name, overrides
 
 
-SECTIONS = ("detector", "tracker", "reid", "run")
+SECTIONS = ("detector", "tracker", "association", "reid", "run")
 
 
 def apply_overrides(config, overrides: dict[str, object]):
-    """The config with ``detector.KEY`` / ``tracker.KEY`` parameters and ``reid.KEY``
-    fields replaced."""
+    """The config with ``detector.KEY`` / ``tracker.KEY`` / ``association.KEY``
+    parameters and ``reid.KEY`` fields replaced."""
     detector = dict(config.detector.params)
     tracker = dict(config.tracker.params)
+    association = dict(config.association.params)
     reid, top = {}, {}
     for key, value in overrides.items():
         section, field = key.split(".", 1)
-        {"detector": detector, "tracker": tracker, "reid": reid, "run": top}[section][field] \
-            = value
+        {"detector": detector, "tracker": tracker, "association": association, "reid": reid,
+         "run": top}[section][field] = value
     return replace(config, detector=replace(config.detector, params=detector),
                    tracker=replace(config.tracker, params=tracker),
+                   association=replace(config.association, params=association),
                    reid=replace(config.reid, **reid), **top)
 
 
