@@ -78,7 +78,7 @@ def test_sample_trajectories_are_consistent(sample_run):
 def test_missing_reid_weights_fail_clearly(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(SAMPLE.read_text().replace("../", f"{REPO}/").replace(
-        "hacnn_cuhk.safetensors", "nope.safetensors"))
+        "osnet_rga.safetensors", "nope.safetensors"))
     result = _mtmc("run", str(config), "--out", str(tmp_path / "out"), "--max-frames", "2")
     assert result.returncode == 2
     assert "nope.safetensors" in result.stderr and "mtmc reid train" in result.stderr

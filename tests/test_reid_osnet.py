@@ -322,9 +322,9 @@ def _norm(image: torch.Tensor) -> torch.Tensor:
 
 def _peer_config(tmp_path: Path, input_line: str) -> Path:
     sample = (REPO / "configs" / "sample.yaml").read_text().replace("../", f"{REPO}/")
-    sample = sample.replace(f"weights: {REPO}/weights/hacnn_cuhk.safetensors",
+    sample = sample.replace(f"weights: {REPO}/weights/osnet_rga.safetensors",
                             f"weights: {OMZ_0288}\n  {input_line}")
-    sample = sample.replace("precision: int8", "precision: fp32")
+    sample = sample.replace("precision: bf16", "precision: fp32")
     assert str(OMZ_0288) in sample and "precision: fp32" in sample
     config = tmp_path / "peer.yaml"
     config.write_text(sample)
