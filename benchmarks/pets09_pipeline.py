@@ -47,11 +47,10 @@ def evaluate_pets09(config: Path | RunConfig, out: Path, *, max_frames: int | No
     gt = np.loadtxt(GT, delimiter=",", ndmin=2)
     if max_frames is not None:  # score only the frames that were run
         gt = gt[gt[:, 0] <= max_frames]
-    num_frames = max_frames
-    metrics = evaluate_mot(gt, out / "mot" / f"{camera}.txt", num_frames=num_frames)
+    metrics = evaluate_mot(gt, out / "mot" / f"{camera}.txt", num_frames=max_frames)
     result = {k: round(float(metrics[k]), 4) for k in KEYS}
     people = evaluate_mot(people_gt(gt), global_id_rows(out / "trajectories.csv"),
-                          num_frames=num_frames)
+                          num_frames=max_frames)
     result["people"] = {k: round(float(people[k]), 4) for k in KEYS}
     result.update(camera_frames_per_s=summary["camera_frames_per_s"],
                   stage_ms_per_camera_frame=summary["stage_ms_per_camera_frame"],

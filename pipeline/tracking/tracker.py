@@ -137,9 +137,9 @@ class ByteTracker:
             keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
         max_weak_frames: Frames after a track's last strong (>= ``high_thresh``) box
             during which low-score boxes may still extend or re-acquire it (stage 2).
-            Measured on PETS09 (docs/BENCHMARKS.md §3): 30 keeps all but 2 of the
-            low-score rows that hit a person and drops a 280-frame ghost held by a
-            background box scoring 0.1-0.16. ``None`` = no limit (ByteTrack).
+            Measured on PETS09 (docs/BENCHMARKS.md §3e): beyond 30 frames, 5 low-score
+            rows hit a person and 153 did not (a 280-frame ghost held by a background
+            box scoring 0.1-0.16). ``None`` = no limit (ByteTrack).
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
 
