@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.association import ASSOCIATORS, Association
-from pipeline.config import ConfigError, RunConfig, check_params
+from pipeline.config import ConfigError, ReidConfig, RunConfig, check_params
 from pipeline.executor import InProcessCameras
 from pipeline.export import sinks as out
 from pipeline.export.crops import BestCrops
@@ -99,6 +99,17 @@ def build_association(config: RunConfig, live: bool) -> Association:
         raise ValueError(f"{config.source_file}: {error}") from None
 
 
+def reid_identity(reid: ReidConfig) -> dict[str, Any]:
+    """What made a run's embeddings: model, weights (absolute path and SHA-256),
+    backend, precision, declared input; stored so a later query is embedded alike."""
+    from pipeline.int8 import sha256
+
+    weights = Path(reid.weights).resolve()
+    return {"model": reid.model, "weights": str(weights),
+            "sha256": sha256(weights) if weights.is_file() else None,
+            "backend": reid.backend, "precision": reid.precision, "input": reid.input}
+
+
 def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
                 save_video: bool, flush_s: float, max_frames: int | None) -> list[out.Sink]:
     """The outputs of a run, in the order they are closed.
@@ -120,7 +131,8 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
         from pipeline.export.store import STORE_NAME, StoreSink
 
         sinks.append(StoreSink(out_dir / STORE_NAME, [c.id for c in config.cameras],
-                               association=association.mode, final_csv=final))
+                               association=association.mode, final_csv=final,
+                               reid=reid_identity(config.reid) if config.reid.enabled else None))
     if config.output.mot:
         sinks.append(out.MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
     if config.output.plots:

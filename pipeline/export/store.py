@@ -12,7 +12,8 @@ Schema (version 1; documented for users in docs/STORE.md)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
         schema_version, state (running | finished | aborted), association,
-        trajectories (the final CSV's name), started_utc
+        trajectories (the final CSV's name), started_utc, reid (JSON: the re-id model
+        the embeddings come from; absent when re-id was off)
     cameras(camera TEXT PRIMARY KEY, position INTEGER, width INTEGER, height INTEGER,
             frames INTEGER, first_s REAL, last_s REAL)
     rows(seq INTEGER PRIMARY KEY, camera TEXT, frame INTEGER, timestamp_s REAL,
@@ -35,10 +36,11 @@ Schema (version 1; documented for users in docs/STORE.md)::
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +108,13 @@ class StoreSink(Sink):
         camera_ids: The run's cameras, in config order.
         association: The association mode's name (kept in ``meta``).
         final_csv: Name of the run's final trajectory CSV (kept in ``meta``).
+        reid: The re-id model that made the tracklets' embeddings (``meta`` key
+            ``reid``, JSON: model, weights, sha256, backend, precision, input); what
+            ``mtmc search`` must embed a query with. None = re-id off.
     """
 
     def __init__(self, path: Path, camera_ids: Sequence[str], *, association: str,
-                 final_csv: str) -> None:
+                 final_csv: str, reid: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
@@ -123,7 +128,8 @@ class StoreSink(Sink):
         create_schema(self._db)
         self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
             ("state", "running"), ("association", association), ("trajectories", final_csv),
-            ("started_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))])
+            ("started_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))]
+            + ([("reid", json.dumps(dict(reid), sort_keys=True))] if reid else []))
         self._db.executemany("INSERT INTO cameras (camera, position) VALUES (?, ?)",
                              [(c, i) for i, c in enumerate(camera_ids)])
         self._db.execute("COMMIT")
