@@ -164,6 +164,32 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="the tracks of a run most like a person's crop")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output folder of mtmc run")
+    p.add_argument("--image", type=Path, required=True, help="crop of one person (jpg/png)")
+    p.add_argument("--top", type=int, default=10, help="how many tracks (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.search import search
+
+    matches = search(args.run_dir, args.image, top=args.top)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in matches], indent=2))
+    elif not matches:
+        print(f"{args.run_dir}: no track carries an appearance vector")
+    else:
+        print("\n".join(f"{m.similarity:6.3f}  id {m.global_id:>4}  {m.camera} track "
+                        f"{m.track_id}  {m.first_s:.2f}-{m.last_s:.2f} s, {m.rows} rows"
+                        for m in matches))
+    return 0
+
+
 def _add_review(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="review page of a run: merge/split identities, export")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output folder of mtmc run")
@@ -232,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_query(sub)
+    _add_search(sub)
     _add_review(sub)
     _add_tools(sub)
     return parser

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.export.csv_writer import TrajectoryCsvWriter
 from pipeline.export.store import SCHEMA_VERSION, STORE_NAME
 from pipeline.types import TrackKey
@@ -96,6 +98,19 @@ class RunStore:
 
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def embeddings(self) -> tuple[list[TrackKey], np.ndarray]:
+        """The tracks that carry a pooled appearance vector and those vectors:
+        ``(keys, (N, D) float32)``; ``(N, 0)`` when none does (re-id off)."""
+        keys, rows = [], []
+        for camera, track_id, blob in self._db.execute(
+                "SELECT camera, track_id, embedding FROM tracklets "
+                "WHERE embedding IS NOT NULL ORDER BY camera, track_id"):
+            keys.append((camera, int(track_id)))
+            rows.append(np.frombuffer(blob, "<f4"))
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return keys, np.stack(rows).astype(np.float32)
 
     def cameras(self) -> list[dict[str, Any]]:
         """Cameras in config order: ``camera, width, height, frames, first_s, last_s``."""
