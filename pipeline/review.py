@@ -8,6 +8,8 @@ the network. Endpoints (JSON unless stated):
 ``GET /api/run``                         cameras, time range, identities with their
                                          tracklets (effective ids), corrections
 ``GET /api/crop?camera=C&track=T``       the tracklet's best view (JPEG)
+``GET /api/similar?camera=C&track=T&top=N``  the run's tracks most like that one
+                                         (``pipeline.search.similar_tracks``)
 ``POST /api/merge``  ``{"keep": 7, "absorb": 12}``   identity 12 becomes 7
 ``POST /api/split``  ``{"camera": "cam2", "track_id": 5}``   the tracklet becomes a new identity
 ``POST /api/undo``   ``{"id": 3}``       undo correction 3
@@ -88,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/api/run":
             with self.server.lock:
                 self._json(page_data(self.server.store))
+        elif url.path == "/api/similar":
+            self._similar(parse_qs(url.query))
         elif url.path == "/api/crop":
             query = parse_qs(url.query)
             try:
@@ -103,6 +107,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, jpeg, "image/jpeg")
         else:
             self._json({"error": f"no such page: {url.path}"}, HTTPStatus.NOT_FOUND)
+
+    def _similar(self, query: dict[str, list[str]]) -> None:
+        from pipeline.search import similar_tracks
+
+        try:
+            camera, track = query["camera"][0], int(query["track"][0])
+            top = int(query.get("top", ["12"])[0])
+        except (KeyError, ValueError):
+            self._json({"error": "similar needs camera= and track= (and optional top=)"},
+                       HTTPStatus.BAD_REQUEST)
+            return
+        try:
+            with self.server.lock:
+                matches = similar_tracks(self.server.store, camera, track, top=top)
+        except StoreError as error:
+            self._json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+            return
+        self._json({"camera": camera, "track_id": track,
+                    "matches": [m.as_dict() for m in matches]})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         path = urlsplit(self.path).path

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.export.store_read import RunStore, StoreError
 
-__all__ = ["Match", "rank", "search", "query_embedder", "unit_rows"]
+__all__ = ["Match", "rank", "search", "similar_tracks", "query_embedder", "unit_rows"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,36 @@ def rank(query: np.ndarray, unit: np.ndarray, top: int) -> tuple[np.ndarray, np.
     best = np.argpartition(-sim, top - 1)[:top] if top < len(sim) else np.arange(len(sim))
     best = best[np.argsort(-sim[best], kind="stable")]
     return best, sim[best]
+
+
+def _matches(store: RunStore, keys: list, best: np.ndarray, sim: np.ndarray) -> list[Match]:
+    info = {(t.camera, t.track_id): t for t in store.tracklets()}
+    return [Match(similarity=round(float(s), 4), camera=keys[i][0], track_id=keys[i][1],
+                  global_id=info[keys[i]].global_id, first_s=info[keys[i]].first_s,
+                  last_s=info[keys[i]].last_s, rows=info[keys[i]].rows)
+            for i, s in zip(best, sim, strict=True)]
+
+
+def similar_tracks(store: RunStore, camera: str, track_id: int, *, top: int = 10
+                   ) -> list[Match]:
+    """The run's other tracks most like track ``(camera, track_id)``, by their stored
+    vectors (no model needed: both sides were embedded by the run).
+
+    Raises:
+        StoreError: the track is unknown or has no vector (too short to associate).
+    """
+    keys, vectors = store.embeddings()
+    key = (camera, int(track_id))
+    if key not in keys:
+        known = any(t.camera == camera and t.track_id == key[1] for t in store.tracklets())
+        raise StoreError(f"track {camera}/{track_id} " + (
+            "has no appearance vector (too short to be associated)" if known else
+            "is not in this run"))
+    index = keys.index(key)
+    unit = unit_rows(vectors)
+    best, sim = rank(unit[index], unit, top + 1)
+    keep = best != index
+    return _matches(store, keys, best[keep][:top], sim[keep][:top])
 
 
 def query_embedder(store: RunStore):
@@ -111,9 +141,5 @@ def search(run_dir: Path | str, image: Path | str, *, top: int = 10) -> list[Mat
         if vectors.shape[1] != query.shape[0]:
             raise StoreError(f"{store.path}: stored vectors are {vectors.shape[1]}-d, the "
                              f"run's model gives {query.shape[0]}-d: the store is damaged")
-        info = {(t.camera, t.track_id): t for t in store.tracklets()}
         best, sim = rank(query, unit_rows(vectors), top)
-    return [Match(similarity=round(float(s), 4), camera=keys[i][0], track_id=keys[i][1],
-                  global_id=info[keys[i]].global_id, first_s=info[keys[i]].first_s,
-                  last_s=info[keys[i]].last_s, rows=info[keys[i]].rows)
-            for i, s in zip(best, sim, strict=True)]
+        return _matches(store, keys, best, sim)

@@ -174,3 +174,32 @@ def test_split_and_undo_through_the_page(page):
     assert sorted(_cards(driver)) == before
     assert driver.find_elements("css selector", "#corrections li.undone")
     assert _export(out) == original  # undone: the reviewed CSV is the run's CSV
+
+
+def test_find_similar_shows_the_tracks_most_like_one(page):
+    from pipeline.export.store_read import open_run
+    from pipeline.search import similar_tracks
+
+    out, driver, _ = page
+    with open_run(out) as store:
+        keys, _ = store.embeddings()
+        camera, track = keys[0]
+        expected = similar_tracks(store, camera, track, top=12)
+        all_cards = len(store.identities())
+    button = driver.find_element(
+        "css selector", f'button.similar[data-camera="{camera}"][data-track="{track}"]')
+    _click(driver, button)
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, 20).until(
+        lambda d: "most like" in d.find_element("id", "status").text, message="similar")
+    best: dict[int, float] = {}
+    for m in expected:
+        best[m.global_id] = max(best.get(m.global_id, -2.0), m.similarity)
+    shown = _cards(driver)
+    assert set(shown) == set(best) and len(shown) < all_cards  # only the matches' cards
+    assert [best[i] for i in shown] == sorted(best.values(), reverse=True)
+    marked = {(f.get_attribute("data-camera"), int(f.get_attribute("data-track")))
+              for f in driver.find_elements("css selector", "figure.match")}
+    assert marked == {(m.camera, m.track_id) for m in expected}
+    _click(driver, driver.find_element("id", "clear-similar"))
+    assert len(_cards(driver)) == all_cards

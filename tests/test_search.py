@@ -116,3 +116,25 @@ def test_rank_is_exact():
     np.testing.assert_allclose(sim, np.sort(full)[::-1][:7], rtol=1e-5)
     assert rank(query, unit[:3], top=10)[0].tolist() == np.argsort(-(unit[:3] @ (
         query / np.linalg.norm(query)))).tolist()
+
+
+def test_similar_tracks_by_stored_vectors(sample_store_run):
+    from pipeline.export.store_read import open_run
+    from pipeline.search import similar_tracks
+
+    out, _ = sample_store_run
+    with open_run(out) as store:
+        keys, vectors = store.embeddings()
+        matches = similar_tracks(store, *keys[0], top=4)
+        assert len(matches) == 4 and keys[0] not in {(m.camera, m.track_id) for m in matches}
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        sims = np.delete(unit @ unit[0], 0)
+        np.testing.assert_allclose([m.similarity for m in matches],
+                                   np.sort(sims)[::-1][:4], atol=1e-4)
+        short = [(t.camera, t.track_id) for t in store.tracklets()
+                 if (t.camera, t.track_id) not in set(keys)]
+        if short:
+            with pytest.raises(StoreError, match="no appearance vector"):
+                similar_tracks(store, *short[0])
+        with pytest.raises(StoreError, match="not in this run"):
+            similar_tracks(store, "cam1", 99999)

@@ -2,6 +2,7 @@
 "use strict";
 
 let data = null;
+let similar = null;  // {camera, track_id, matches} while "find similar" results are shown
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -73,6 +74,16 @@ function card(identity) {
       }
       figure.append(el("figcaption", {}, `t${t.track_id} ${seconds(t.first_s)}–` +
                                          `${seconds(t.last_s)} s `));
+      const find = el("button", {class: "similar", title: "tracks that look like this one",
+                                 "data-camera": t.camera, "data-track": t.track_id}, "similar");
+      find.addEventListener("click", () => findSimilar(t.camera, t.track_id));
+      figure.querySelector("figcaption").append(find);
+      const match = similar ? similar.score.get(`${t.camera}/${t.track_id}`) : undefined;
+      if (match !== undefined) {
+        figure.classList.add("match");
+        figure.dataset.similarity = match.toFixed(3);
+        figure.querySelector("figcaption").append(el("span", {class: "sim"}, ` ${match.toFixed(2)}`));
+      }
       if (several) {
         const split = el("button", {class: "split", title: "make this tracklet a new identity",
                                     "data-camera": t.camera, "data-track": t.track_id}, "split");
@@ -91,10 +102,39 @@ function card(identity) {
   return node;
 }
 
+async function findSimilar(camera, track) {
+  try {
+    const answer = await api(`api/similar?camera=${encodeURIComponent(camera)}&track=${track}`);
+    similar = {camera, track_id: track, score: new Map(
+      answer.matches.map(m => [`${m.camera}/${m.track_id}`, m.similarity]))};
+    document.getElementById("status").textContent =
+      `${answer.matches.length} tracks most like ${camera}/t${track}, best first`;
+    document.getElementById("clear-similar").hidden = false;
+  } catch (error) {
+    document.getElementById("status").textContent = "error: " + error.message;
+  }
+  render();
+}
+
+function bestMatch(identity) {
+  const scores = identity.tracklets.map(t => similar.score.get(`${t.camera}/${t.track_id}`))
+    .filter(v => v !== undefined);
+  return scores.length ? Math.max(...scores) : undefined;
+}
+
 function render() {
   const query = document.getElementById("search").value.trim();
   const order = document.getElementById("sort").value;
   let list = data.identities.filter(i => !query || String(i.global_id) === query);
+  if (similar) {
+    list = list.filter(i => bestMatch(i) !== undefined)
+      .sort((a, b) => bestMatch(b) - bestMatch(a));
+    const cards = document.getElementById("cards");
+    cards.replaceChildren(...list.map(card));
+    document.getElementById("count").textContent = `${list.length} identities`;
+    updateMerge();
+    return;
+  }
   const keys = {
     cameras: (a, b) => b.cameras.length - a.cameras.length || b.duration_s - a.duration_s,
     duration: (a, b) => b.duration_s - a.duration_s || b.cameras.length - a.cameras.length,
@@ -134,6 +174,12 @@ async function load() {
 }
 
 document.getElementById("search").addEventListener("input", render);
+document.getElementById("clear-similar").addEventListener("click", () => {
+  similar = null;
+  document.getElementById("clear-similar").hidden = true;
+  document.getElementById("status").textContent = "";
+  render();
+});
 document.getElementById("sort").addEventListener("change", render);
 document.getElementById("merge").addEventListener("click", () => {
   const picks = selected();
