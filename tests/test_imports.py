@@ -20,7 +20,7 @@ STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "
 # (stages rank 1, the bottom 0). runtime and config know no stage: the components
 # check their own options, and the loop's housekeeping takes what it is given.
 TOP = {"pipeline.runtime": 1, "pipeline.config": 1, "pipeline.executor": 2,
-       "pipeline.review": 2,
+       "pipeline.search": 2, "pipeline.review": 3,
        "pipeline.assembly": 3, "pipeline.ray_worker": 4, "pipeline.ray_executor": 5,
        "pipeline.runner": 6, "pipeline.cli": 7}
 

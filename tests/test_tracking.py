@@ -136,9 +136,8 @@ def test_weak_boxes_carry_a_track_only_for_max_weak_frames(limit):
     for f in range(5):
         tracker.update(make_dets([_box(100 + 2 * f)]))
     reported = []
-    for f in range(40):
-        out = tracker.update(make_dets([_box(108)], [0.15]))
-        reported.append(len(out))
+    for _ in range(40):
+        reported.append(len(tracker.update(make_dets([_box(108)], [0.15]))))
     if limit is None:
         assert reported == [1] * 40
     else:
