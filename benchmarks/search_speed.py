@@ -24,7 +24,8 @@ import numpy as np
 
 from pipeline.export.store import STORE_NAME, create_schema
 from pipeline.export.store_read import open_run
-from pipeline.search import rank, unit_rows
+from pipeline.reid.embedder import l2_normalise
+from pipeline.search import rank
 
 
 def write_store(folder: Path, vectors: np.ndarray) -> None:
@@ -59,7 +60,7 @@ def main() -> int:
             start = time.perf_counter()
             with open_run(tmp) as store:
                 _, loaded = store.embeddings()
-            loaded = unit_rows(loaded)
+            loaded = l2_normalise(loaded)
             read_s = time.perf_counter() - start
         assert loaded.shape == vectors.shape
         times = []

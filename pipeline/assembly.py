@@ -102,11 +102,11 @@ def build_association(config: RunConfig, live: bool) -> Association:
 def reid_identity(reid: ReidConfig) -> dict[str, Any]:
     """What made a run's embeddings: model, weights (absolute path and SHA-256),
     backend, precision, declared input; stored so a later query is embedded alike."""
-    from pipeline.int8 import sha256
+    from pipeline.reid.runtimes import model_digest
 
     weights = Path(reid.weights).resolve()
     return {"model": reid.model, "weights": str(weights),
-            "sha256": sha256(weights) if weights.is_file() else None,
+            "sha256": model_digest(weights) if weights.is_file() else None,
             "backend": reid.backend, "precision": reid.precision, "input": reid.input}
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.export.store_read import RunStore, StoreError
+from pipeline.reid.embedder import CropEmbedder, l2_normalise
+from pipeline.reid.runtimes import model_digest
 
-__all__ = ["Match", "rank", "search", "similar_tracks", "query_embedder", "unit_rows"]
+__all__ = ["Match", "rank", "search", "similar_tracks", "query_embedder"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,9 @@ class Match:
         return asdict(self)
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """``vectors`` (N, D) float32 with each row scaled to length 1 (zero rows stay 0)."""
-    v = np.asarray(vectors, np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
 def rank(query: np.ndarray, unit: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of the ``top`` rows of ``unit`` (N, D, rows of
-    length 1: :func:`unit_rows`, done once per store) most like ``query`` (D,), best
+    length 1: ``l2_normalise``, done once per store) most like ``query`` (D,), best
     first (exact: one matrix-vector product)."""
     q = np.asarray(query, np.float32) / max(float(np.linalg.norm(query)), 1e-12)
     sim = unit @ q
@@ -74,6 +70,8 @@ def similar_tracks(store: RunStore, camera: str, track_id: int, *, top: int = 10
     Raises:
         StoreError: the track is unknown or has no vector (too short to associate).
     """
+    if top < 1:
+        raise StoreError(f"top must be at least 1, got {top}")
     keys, vectors = store.embeddings()
     key = (camera, int(track_id))
     if key not in keys:
@@ -82,7 +80,7 @@ def similar_tracks(store: RunStore, camera: str, track_id: int, *, top: int = 10
             "has no appearance vector (too short to be associated)" if known else
             "is not in this run"))
     index = keys.index(key)
-    unit = unit_rows(vectors)
+    unit = l2_normalise(vectors)
     best, sim = rank(unit[index], unit, top + 1)
     keep = best != index
     return _matches(store, keys, best[keep][:top], sim[keep][:top])
@@ -90,9 +88,6 @@ def similar_tracks(store: RunStore, camera: str, track_id: int, *, top: int = 10
 
 def query_embedder(store: RunStore):
     """A CropEmbedder exactly like the run's (raises StoreError when it cannot be)."""
-    from pipeline.int8 import sha256
-    from pipeline.reid.embedder import CropEmbedder
-
     meta = store.meta()
     if "reid" not in meta:
         raise StoreError(f"{store.path} records no re-id model: the run had re-id off (or "
@@ -103,7 +98,7 @@ def query_embedder(store: RunStore):
     if not weights.is_file():
         raise StoreError(f"the run's re-id weights {weights} are gone; search needs the "
                          "model that embedded the run: put the file back at that path")
-    if reid.get("sha256") and sha256(weights) != reid["sha256"]:
+    if reid.get("sha256") and model_digest(weights) != reid["sha256"]:
         raise StoreError(f"{weights} is not the file the run was embedded with (SHA-256 "
                          "differs): a query embedded with it would be compared in another "
                          "model's space; restore that file or re-run the footage")
@@ -141,5 +136,5 @@ def search(run_dir: Path | str, image: Path | str, *, top: int = 10) -> list[Mat
         if vectors.shape[1] != query.shape[0]:
             raise StoreError(f"{store.path}: stored vectors are {vectors.shape[1]}-d, the "
                              f"run's model gives {query.shape[0]}-d: the store is damaged")
-        best, sim = rank(query, unit_rows(vectors), top)
+        best, sim = rank(query, l2_normalise(vectors), top)
         return _matches(store, keys, best, sim)

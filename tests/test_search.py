@@ -17,7 +17,8 @@ import pytest
 from pipeline.cli import main as cli
 from pipeline.export.store import STORE_NAME
 from pipeline.export.store_read import StoreError
-from pipeline.search import rank, search, unit_rows
+from pipeline.reid.embedder import l2_normalise
+from pipeline.search import rank, search
 from tests.conftest import REPO
 
 
@@ -109,8 +110,8 @@ def test_rank_is_exact():
     vectors = rng.normal(size=(500, 16)).astype(np.float32)
     query = rng.normal(size=16).astype(np.float32)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    np.testing.assert_allclose(unit_rows(vectors), unit, rtol=1e-6)
-    best, sim = rank(query, unit_rows(vectors), top=7)
+    np.testing.assert_allclose(l2_normalise(vectors), unit, rtol=1e-6)
+    best, sim = rank(query, l2_normalise(vectors), top=7)
     full = unit @ (query / np.linalg.norm(query))
     assert best.tolist() == np.argsort(-full)[:7].tolist()
     np.testing.assert_allclose(sim, np.sort(full)[::-1][:7], rtol=1e-5)
@@ -138,3 +139,14 @@ def test_similar_tracks_by_stored_vectors(sample_store_run):
                 similar_tracks(store, *short[0])
         with pytest.raises(StoreError, match="not in this run"):
             similar_tracks(store, "cam1", 99999)
+
+
+def test_model_digest_covers_an_ir_s_weights(tmp_path):
+    from pipeline.reid.runtimes import model_digest
+
+    xml, binary = tmp_path / "m.xml", tmp_path / "m.bin"
+    xml.write_text("<net/>")
+    binary.write_bytes(b"\x00" * 8)
+    before = model_digest(xml)
+    binary.write_bytes(b"\x01" * 8)  # same .xml, other weights
+    assert model_digest(xml) != before and len(before) == 64

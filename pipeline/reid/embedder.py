@@ -20,7 +20,8 @@ import numpy as np
 from pipeline.reid.runtimes import RUNTIMES, TRAIN_HINT
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "INPUT_PRESETS", "CropEmbedder",
-           "InputSpec", "TRAIN_HINT", "crop_boxes", "input_spec_for", "preprocess_crops"]
+           "InputSpec", "TRAIN_HINT", "crop_boxes", "input_spec_for", "l2_normalise",
+           "preprocess_crops"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,8 @@ def preprocess_crops(
     return x
 
 
-def _l2n(x: np.ndarray) -> np.ndarray:
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """(N, D) rows scaled to length 1, as float32 (zero rows stay zero)."""
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -275,7 +277,7 @@ class CropEmbedder:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """(n, 3, H, W) float32 -> (n, D) float32 L2-normalised, one model call."""
-        return _l2n(np.asarray(self.runtime(x)).reshape(len(x), -1))
+        return l2_normalise(np.asarray(self.runtime(x)).reshape(len(x), -1))
 
     def embed_crops(self, crops: Sequence[np.ndarray], *, bgr: bool = True) -> np.ndarray:
         """Embed ready-cut crops.
@@ -294,7 +296,7 @@ class CropEmbedder:
                                  spec=self.input_spec)
             if self.flip:
                 both = self._run(np.concatenate([x, np.ascontiguousarray(x[..., ::-1])]))
-                outs.append(_l2n(both[: len(x)] + both[len(x) :]))
+                outs.append(l2_normalise(both[: len(x)] + both[len(x) :]))
             else:
                 outs.append(self._run(x))
         if not outs:

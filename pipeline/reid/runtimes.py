@@ -253,6 +253,20 @@ class OnnxRuntime(ReidRuntime):
                                for i in range(len(x))])
 
 
+def model_digest(weights: Path | str) -> str:
+    """Hex SHA-256 of a re-id model's bytes: the file, and for an OpenVINO ``.xml`` IR
+    its ``.bin`` too (the weights live there), so a changed model is told apart."""
+    import hashlib
+
+    path = Path(weights)
+    digest = hashlib.sha256()
+    for part in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+        with open(part, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def backend_for(weights: Path | str) -> str:
     """The runtime a model file needs by its suffix: onnx for ``.onnx``, openvino for an
     ``.xml`` IR, torch for our safetensors."""
