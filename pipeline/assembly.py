@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.association import ASSOCIATORS, Association
+from pipeline.calibration import FloorPlan, FloorPositions, calibration_from_config
 from pipeline.config import ConfigError, ReidConfig, RunConfig, check_params
 from pipeline.executor import InProcessCameras
 from pipeline.export import sinks as out
@@ -83,18 +84,72 @@ def check_cameras(config: RunConfig) -> None:
             raise ConfigError(f"{where}: {error}") from None
 
 
-def build_association(config: RunConfig, live: bool) -> Association:
+def floor_positions(config: RunConfig) -> FloorPositions:
+    """Every camera's ground-plane calibration, parsed and checked (files read, points
+    fitted) before any model loads; cameras without one are left out.
+
+    Raises:
+        ConfigError: A bad file, unit or key, or degenerate points; names the file, the
+            camera and the key.
+    """
+    calibrations = {}
+    for index, camera in enumerate(config.cameras):
+        if camera.calibration is None:
+            continue
+        try:
+            calibrations[camera.id] = calibration_from_config(camera.id, camera.calibration)
+        except ValueError as error:
+            raise ConfigError(f"{config.source_file}: cameras[{index}].calibration (camera "
+                              f"{camera.id!r}): {error}") from None
+    return FloorPositions(calibrations)
+
+
+def floor_plan(config: RunConfig) -> FloorPlan | None:
+    """``output.floor_plan`` checked (ConfigError names the key), or None."""
+    if config.output.floor_plan is None:
+        return None
+    try:
+        return FloorPlan.from_config(config.output.floor_plan)
+    except ValueError as error:
+        raise ConfigError(f"{config.source_file}: output.floor_plan: {error}") from None
+
+
+def _ground_terms(params: dict[str, Any], positions: FloorPositions | None,
+                  where: str) -> tuple[Any, ...]:
+    """The ground cue from ``association.ground`` (popped from ``params``): on by default
+    (gate only) when two or more cameras are calibrated; ``ground: false`` turns it off,
+    a mapping sets ``FloorCue``'s ``gate_m``, ``weight``, ``time_bin_s``, ``min_common``."""
+    from pipeline.association import FloorCue
+
+    ground = params.pop("ground", True)
+    if ground is False or positions is None or len(positions.calibrations) < 2:
+        return ()
+    options = {} if ground is True else ground
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: association.ground must be true, false or a mapping of "
+                          f"gate_m, weight, time_bin_s, min_common; got {ground!r}")
+    check_params(FloorCue, options, "association.ground", where, exclude=("positions",))
+    try:
+        return (FloorCue(positions=positions, **options),)
+    except ValueError as error:
+        raise ConfigError(f"{where}: association.ground: {error}") from None
+
+
+def build_association(config: RunConfig, live: bool,
+                      positions: FloorPositions | None = None) -> Association:
     """The associator of the config's ``association`` section (``mode`` picks it).
 
-    Without ``mode``, live cameras associate online and recordings offline.
+    Without ``mode``, live cameras associate online and recordings offline. With two or
+    more calibrated cameras (``positions``) the ground cue joins (``association.ground``).
     """
     params = dict(config.association.params)
     mode = str(params.pop("mode", "online" if live else "offline"))
     if mode not in ASSOCIATORS:
         raise ValueError(f"{config.source_file}: unknown association mode {mode!r}; choose "
                          f"one of: {', '.join(sorted(ASSOCIATORS))}")
+    terms = _ground_terms(params, positions, config.source_file)
     try:
-        return ASSOCIATORS[mode].from_params(**params)
+        return ASSOCIATORS[mode].from_params(terms=terms, **params)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config.source_file}: {error}") from None
 
@@ -111,14 +166,16 @@ def reid_identity(reid: ReidConfig) -> dict[str, Any]:
 
 
 def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
-                save_video: bool, flush_s: float, max_frames: int | None) -> list[out.Sink]:
+                save_video: bool, flush_s: float, max_frames: int | None,
+                plan: FloorPlan | None = None) -> list[out.Sink]:
     """The outputs of a run, in the order they are closed.
 
     Rows stream with the id known when written; runs whose association gives ids
     during the run (online) stream ``trajectories.csv`` and log ``revisions.csv``, the
     others stream ``tracks_local.csv``; both finish with every row's final id.
     ``output.store`` (default on) adds ``run.sqlite`` (``pipeline.export.store``), closed
-    after the CSV so both end with the same ids.
+    after the CSV so both end with the same ids. ``plan``: the floor-plan image of the
+    floor plots and the review page's floor view.
     """
     live_ids = association.snapshot_frames is not None
     streamed, final = (("trajectories.csv", "trajectories_final.csv") if live_ids
@@ -132,11 +189,15 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
 
         sinks.append(StoreSink(out_dir / STORE_NAME, [c.id for c in config.cameras],
                                association=association.mode, final_csv=final,
-                               reid=reid_identity(config.reid) if config.reid.enabled else None))
+                               reid=reid_identity(config.reid) if config.reid.enabled else None,
+                               floor_plan=None if plan is None else {
+                                   "image": str(Path(plan.image).resolve()),
+                                   "origin_m": list(plan.origin_m),
+                                   "px_per_m": plan.px_per_m, "y_up": plan.y_up}))
     if config.output.mot:
         sinks.append(out.MotSink(out_dir, [c.id for c in config.cameras], flush_s=flush_s))
     if config.output.plots:
-        sinks.append(out.PlotSink(rows.final_path, out_dir))
+        sinks.append(out.PlotSink(rows.final_path, out_dir, plan))
     if save_video:
         from pipeline.export import render_videos
 
@@ -181,6 +242,7 @@ class RunParts:
 
     live: bool
     association: Association
+    floor: FloorPositions  # calibrated cameras' floor positions (may hold none)
     cameras: Any  # InProcessCameras, or pipeline.ray_executor.RayCameras
     sources: list[Any]
     camera_set: Any
@@ -358,7 +420,9 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
     live = live_cameras(config, is_stream_uri)
     check_cameras(config)  # before any model loads, so a typo fails at once
     camera_views(config)
-    association = build_association(config, live)
+    floor = floor_positions(config)
+    plan = floor_plan(config)
+    association = build_association(config, live, floor)
     device = options.device or config.device
     threads = set_threads(options.threads if options.threads is not None else config.threads)
     save_video = config.output.save_video if options.save_video is None else options.save_video
@@ -373,8 +437,14 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
                               association=association, device=device, threads=threads,
                               timer=timer, stop=stop, stack=stack)
     cameras, sources, camera_set, wall_start = executor(context)
+    for index, source in enumerate(sources):
+        try:  # live sources without a frame yet are checked at their first frame
+            floor.check(source.camera_id, getattr(source, "size_wh", (0, 0)))
+        except ValueError as error:
+            raise ConfigError(f"{config.source_file}: cameras[{index}]: {error}") from None
     sinks = out.Sinks(build_sinks(config, out_dir, association=association, save_video=save_video,
-                              flush_s=options.flush_s, max_frames=options.max_frames))
+                              flush_s=options.flush_s, max_frames=options.max_frames,
+                              plan=plan))
     stack.push(lambda kind, *_: sinks.abort() if kind is not None else None)
     ticks = iter(camera_set)
     if config.decode_ahead and not live and executor is in_process:
@@ -383,7 +453,8 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
         ticks = stack.enter_context(DecodeAhead(ticks, config.decode_ahead))
     house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
                          camera_set=camera_set, sinks=sinks)
-    return RunParts(live=live, association=association, cameras=cameras, sources=sources,
+    return RunParts(live=live, association=association, floor=floor, cameras=cameras,
+                    sources=sources,
                     camera_set=camera_set, ticks=ticks, sinks=sinks, house=house, timer=timer,
                     device=device, threads=threads, stop=stop, interrupted=interrupted,
                     wall_start=wall_start)

@@ -3,7 +3,8 @@
 ``mtmc run CONFIG --out DIR``      the pipeline on recorded footage or live cameras
 ``mtmc reid train|eval|export``    re-id model tools
 ``mtmc eval mot|mtmc``             tracking metrics
-``mtmc query RUN_DIR``             who was where, from a run's store (run.sqlite)
+``mtmc query RUN_DIR``             who was where (an identity, a camera, a floor area),
+                                   from a run's store (run.sqlite)
 ``mtmc review RUN_DIR``            the review page (merge/split identities), --export
 
 Library code raises; this module turns errors into one clear line on stderr
@@ -116,17 +117,48 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def _add_query(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("query", help="where an identity was, or who a camera saw (run.sqlite)")
+    p = sub.add_parser("query", help="where an identity was, who a camera saw, or who stood in a "
+                       "floor area (run.sqlite)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output folder of mtmc run")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--id", type=int, dest="global_id", help="global identity to look up")
     what.add_argument("--camera", help="camera whose people to list")
+    what.add_argument("--area", type=_area, metavar="X0,Y0,X1,Y1",
+                      help="floor rectangle in metres (calibrated cameras): who stood in it")
     p.add_argument("--from", type=float, dest="from_s", metavar="SECONDS",
-                   help="with --camera: from this time (seconds on the run's clock)")
+                   help="with --camera/--area: from this time (seconds on the run's clock)")
     p.add_argument("--to", type=float, dest="to_s", metavar="SECONDS",
-                   help="with --camera: up to this time (inclusive)")
+                   help="with --camera/--area: up to this time (inclusive)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_query)
+
+
+def _area(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 in metres, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _window(args: argparse.Namespace) -> str:
+    return (f"{'start' if args.from_s is None else f'{args.from_s:g} s'} to "
+            f"{'end' if args.to_s is None else f'{args.to_s:g} s'}")
+
+
+def _print_area(result: dict, args: argparse.Namespace) -> None:
+    x0, y0, x1, y1 = result["area"]
+    people = result["identities"]
+    lines = [f"floor area x {x0:g}..{x1:g} m, y {y0:g}..{y1:g} m, {_window(args)}: "
+             f"{len(people)} identit{'y' if len(people) == 1 else 'ies'}"]
+    if not result["calibrated_rows"]:
+        lines.append("  (no row of this time window has a floor position: no camera is "
+                     "calibrated, see README 'Floor positions')")
+    lines += [f"  id {p['global_id']:>4}: {p['first_s']:.2f}-{p['last_s']:.2f} s, "
+              f"{p['rows']} rows, camera(s) {', '.join(p['cameras'])}" for p in people]
+    print("\n".join(lines))
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -135,10 +167,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from pipeline.export.store_read import open_run
 
     if args.global_id is not None and (args.from_s is not None or args.to_s is not None):
-        raise ValueError("--from/--to go with --camera, not with --id")
+        raise ValueError("--from/--to go with --camera or --area, not with --id")
     with open_run(args.run_dir) as store:
-        result = (store.identity(args.global_id) if args.global_id is not None
-                  else store.at_camera(args.camera, args.from_s, args.to_s))
+        if args.global_id is not None:
+            result = store.identity(args.global_id)
+        elif args.area is not None:
+            result = store.in_area(*args.area, from_s=args.from_s, to_s=args.to_s)
+        else:
+            result = store.at_camera(args.camera, args.from_s, args.to_s)
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.global_id is not None:
@@ -151,11 +187,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
                               for s in camera["spans"])
             lines.append(f"  {camera['camera']}: {spans}")
         print("\n".join(lines))
+    elif args.area is not None:
+        _print_area(result, args)
     else:
-        window = (f"{'start' if args.from_s is None else f'{args.from_s:g} s'} to "
-                  f"{'end' if args.to_s is None else f'{args.to_s:g} s'}")
         people = result["identities"]
-        lines = [f"{result['camera']}, {window}: {len(people)} identit"
+        lines = [f"{result['camera']}, {_window(args)}: {len(people)} identit"
                  f"{'y' if len(people) == 1 else 'ies'}"]
         lines += [f"  id {p['global_id']:>4}: {p['first_s']:.2f}-{p['last_s']:.2f} s, "
                   f"{p['rows']} rows, track(s) {', '.join(map(str, p['track_ids']))}"

@@ -57,6 +57,10 @@ class CameraConfig:
             ``max_side``, ``tiles``, ``tile_overlap_px``, ``merge_iou``, ``roi``,
             ``roi_crop``), kept as a mapping and checked when a run is built, before any
             model loads (``pipeline.assembly.check_cameras``); None = the defaults.
+        calibration: The camera's ground-plane calibration (``pipeline.calibration``):
+            ``points`` (>= 4 ``[u_px, v_px, x_m, y_m]``) or ``intrinsics`` + ``extrinsics``
+            (OpenCV XML files, relative to the config file) with ``unit``; checked when a
+            run is built. None = no floor positions for this camera.
     """
 
     id: str
@@ -64,6 +68,7 @@ class CameraConfig:
     fps: float | None = None
     stream: Mapping[str, Any] = field(default_factory=dict)
     detection: Mapping[str, Any] | None = None
+    calibration: Mapping[str, Any] | None = None
 
 
 def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
@@ -73,8 +78,15 @@ def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
     options = _mapping(cam.stream, f"{section}.stream", where)
     detection = (None if cam.detection is None else
                  _mapping(cam.detection, f"{section}.detection (camera {cam.id!r})", where))
+    calibration = None
+    if cam.calibration is not None:
+        calibration = _mapping(cam.calibration, f"{section}.calibration (camera {cam.id!r})",
+                               where)
+        for key in ("intrinsics", "extrinsics"):
+            if key in calibration:
+                calibration[key] = _resolve(str(calibration[key]), base_dir)
     return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options,
-                        detection=detection)
+                        detection=detection, calibration=calibration)
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,10 @@ class OutputConfig:
     # run.sqlite (pipeline.export.store): rows, tracklets, identities, best crops; what
     # `mtmc query` and `mtmc review` read.
     store: bool = True
+    # A floor-plan image under the floor-position plots and the review page's floor view:
+    # {image: PATH, origin_m: [x, y] (floor point of the image's top-left corner),
+    # px_per_m: N, y_up: false}; None = paths on a plain metric grid.
+    floor_plan: Mapping[str, Any] | None = None
 
 
 EXECUTORS = ("inprocess", "ray")
@@ -298,6 +314,11 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
                                                     where))
     output = _dataclass_from(OutputConfig, _mapping(data.get("output"), "output", where),
                              "output", where)
+    if output.floor_plan is not None:
+        plan = _mapping(output.floor_plan, "output.floor_plan", where)
+        if "image" in plan:
+            plan["image"] = _resolve(str(plan["image"]), base_dir)
+        output = OutputConfig(**{**output.__dict__, "floor_plan": plan})
     threads = data.get("threads")
     decode_ahead = data.get("decode_ahead", 0)
     if isinstance(decode_ahead, bool) or not isinstance(decode_ahead, int) or decode_ahead < 0:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.assembly import RunParts, build_run, in_process
+from pipeline.association import FloorCue
 from pipeline.config import RunConfig
 from pipeline.runtime import StageTimer
 from pipeline.sources import early_endings
@@ -178,10 +179,10 @@ def _step(parts: RunParts, tick: list[Frame], progress: _Progress) -> None:
         for frame, tracks, crops in results:
             cid = frame.camera_id
             ids = [association.global_id(cid, t) for t in tracks.track_id.tolist()]
-            parts.sinks.on_rows(FrameTracks(camera_id=cid, frame_index=frame.index,
-                                            timestamp_s=frame.timestamp_s,
-                                            size_wh=frame.size_wh, tracks=tracks,
-                                            global_ids=ids, crops=crops))
+            parts.sinks.on_rows(FrameTracks(
+                camera_id=cid, frame_index=frame.index, timestamp_s=frame.timestamp_s,
+                size_wh=frame.size_wh, tracks=tracks, global_ids=ids, crops=crops,
+                floor_xy=parts.floor.boxes(cid, tracks.xyxy, frame.size_wh)))
             progress.frames[cid] += 1
             progress.sizes.setdefault(cid, frame.size_wh)
             progress.rows += len(tracks)
@@ -218,6 +219,11 @@ def _summary(config: RunConfig, parts: RunParts, progress: _Progress, identities
                     for c in config.cameras],
         "live": parts.live,
         "association": parts.association.mode,
+        # cameras with a ground-plane calibration, and whether their floor positions
+        # joined association (association.ground)
+        "floor": {"calibrated_cameras": [c.id for c in config.cameras
+                                         if c.id in parts.floor.calibrations],
+                  "ground_cue": any(isinstance(t, FloorCue) for t in parts.association.terms)},
         "camera_frames": total_frames,
         "ticks": max(progress.frames.values(), default=0),
         "tracklets": identities.tracklets,

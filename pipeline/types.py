@@ -256,6 +256,9 @@ class FrameTracks:
             the tracks whose best view improved in this frame (only when the run keeps
             crops, see ``pipeline.export.crops``); empty otherwise. Small on purpose:
             the frame itself never travels with the rows.
+        floor_xy: float64 (N, 2) floor position in metres of each track's foot point
+            (``pipeline.calibration``; NaN where unknown), or None for a camera without
+            a ground-plane calibration.
     """
 
     camera_id: str
@@ -265,12 +268,18 @@ class FrameTracks:
     tracks: Tracks
     global_ids: np.ndarray
     crops: Mapping[int, np.ndarray] = field(default_factory=dict)
+    floor_xy: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.global_ids = np.asarray(self.global_ids, np.int64).reshape(-1)
         if self.global_ids.shape[0] != len(self.tracks):
             raise ValueError(f"FrameTracks of camera {self.camera_id!r}: global_ids has "
                              f"{self.global_ids.shape[0]} entries for {len(self.tracks)} tracks")
+        if self.floor_xy is not None:
+            self.floor_xy = np.asarray(self.floor_xy, np.float64).reshape(-1, 2)
+            if self.floor_xy.shape[0] != len(self.tracks):
+                raise ValueError(f"FrameTracks of camera {self.camera_id!r}: floor_xy has "
+                                 f"{self.floor_xy.shape[0]} rows for {len(self.tracks)} tracks")
 
     def __len__(self) -> int:
         return len(self.tracks)

@@ -32,15 +32,15 @@ from tests.conftest import REPO, make_tracklet, make_tracks
 def _csv_rows(path: Path) -> list[tuple]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))[1:]
-    return [(r[0], int(r[1]), float(r[2]), int(r[3]), int(r[4]), *map(float, r[5:]))
-            for r in rows]
+    return [(r[0], int(r[1]), float(r[2]), int(r[3]), int(r[4]), *map(float, r[5:10]),
+             *(float(v) if v else None for v in r[10:12])) for r in rows]
 
 
 def _store_rows(path: Path) -> list[tuple]:
     with sqlite3.connect(path) as db:
         return [tuple(r) for r in db.execute(
-            "SELECT camera, frame, timestamp_s, global_id, track_id, x1, y1, x2, y2, score "
-            "FROM rows ORDER BY seq")]
+            "SELECT camera, frame, timestamp_s, global_id, track_id, x1, y1, x2, y2, score, "
+            "x_m, y_m FROM rows ORDER BY seq")]
 
 
 def _mtmc(*args: str) -> subprocess.CompletedProcess:

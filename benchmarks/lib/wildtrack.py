@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.calibration import GroundCalibration, read_opencv_xml
 from pipeline.evaluation.mtmc import BoxTable
 from pipeline.geometry import clip_xyxy
 from pipeline.types import GlobalTrack, Tracklet, Tracks
@@ -196,19 +196,6 @@ def ground_to_position(xy_m: np.ndarray) -> np.ndarray:
 
 
 # -- calibrations ---------------------------------------------------------------------------
-def _xml_numbers(path: Path, tag: str) -> np.ndarray:
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise ValueError(f"{path}: unreadable OpenCV XML ({exc})") from exc
-    node = root.find(tag)
-    if node is None:
-        raise ValueError(f"{path}: no <{tag}> element")
-    data = node.find("data")
-    text = (data if data is not None else node).text or ""
-    return np.array(text.split(), dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class Calibration:
     """Pinhole model of one WILDTRACK camera; world frame = ground plane, metres.
@@ -242,17 +229,18 @@ class Calibration:
         rt = np.column_stack([self.rotation[:, 0], self.rotation[:, 1], self.translation_m])
         return self.camera_matrix @ rt
 
-    def image_to_ground(self, uv: np.ndarray) -> np.ndarray:
-        """Pixels (N, 2) -> ground-plane points (N, 2) metres (the pixel's ray meets Z=0)."""
-        pts = np.asarray(uv, np.float64).reshape(-1, 2)
-        if np.any(self.dist_coeffs):
-            import cv2
+    def floor(self) -> GroundCalibration:
+        """The same camera as a run's calibration (``pipeline.calibration``)."""
+        return GroundCalibration(camera_id=self.camera_id,
+                                 homography=np.linalg.inv(self.ground_homography()),
+                                 camera_matrix=self.camera_matrix,
+                                 dist_coeffs=self.dist_coeffs if np.any(self.dist_coeffs)
+                                 else None)
 
-            pts = cv2.undistortPoints(pts.reshape(-1, 1, 2), self.camera_matrix,
-                                      self.dist_coeffs, P=self.camera_matrix).reshape(-1, 2)
-        h_inv = np.linalg.inv(self.ground_homography())
-        homo = np.column_stack([pts, np.ones(len(pts))]) @ h_inv.T
-        return homo[:, :2] / homo[:, 2:3]
+    def image_to_ground(self, uv: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) -> ground-plane points (N, 2) metres (the pixel's ray meets Z=0;
+        NaN above the horizon)."""
+        return self.floor().to_floor(uv)
 
 
 def load_calibrations(folder: str | Path, *, intrinsics: str = "zero") -> dict[str, Calibration]:
@@ -282,9 +270,10 @@ def load_calibrations(folder: str | Path, *, intrinsics: str = "zero") -> dict[s
         for path in (extr, intr):
             if not path.is_file():
                 raise FileNotFoundError(f"WILDTRACK calibration file not found: {path}")
-        k = _xml_numbers(intr, "camera_matrix")
-        dist = _xml_numbers(intr, "distortion_coefficients")
-        rvec, tvec = _xml_numbers(extr, "rvec"), _xml_numbers(extr, "tvec")
+        intr_nodes = read_opencv_xml(intr, ["camera_matrix", "distortion_coefficients"])
+        extr_nodes = read_opencv_xml(extr, ["rvec", "tvec"])
+        k, dist = intr_nodes["camera_matrix"], intr_nodes["distortion_coefficients"]
+        rvec, tvec = extr_nodes["rvec"], extr_nodes["tvec"]
         if k.size != 9 or rvec.size != 3 or tvec.size != 3:
             raise ValueError(f"{intr} / {extr}: expected a 3x3 camera_matrix, 3 rvec, 3 tvec")
         out[cam] = Calibration(
@@ -600,8 +589,4 @@ def ground_points(tracklet: Tracklet, calibration: Calibration, *,
     Returns:
         float64 (M, 2), row aligned with ``tracklet.frames``; NaN rows where unknown.
     """
-    box = tracklet.xyxy.astype(np.float64)
-    foot = np.column_stack([(box[:, 0] + box[:, 2]) / 2.0, box[:, 3]])
-    out = calibration.image_to_ground(foot)
-    out[box[:, 3] >= image_wh[1] - border_px] = np.nan
-    return out
+    return calibration.floor().foot_points(tracklet.xyxy, image_wh, border_px=border_px)

@@ -5,7 +5,7 @@ the distance between tracklets is injected (``distance``, ``terms``).
 """
 
 from pipeline.association.base import Association
-from pipeline.association.ground import GroundCue, ground_distance
+from pipeline.association.ground import FloorCue, GroundCue, ground_distance
 from pipeline.association.offline import OfflineAssociator, average_linkage
 from pipeline.association.online import OnlineAssociator, OnlineOptions
 from pipeline.association.rules import (
@@ -26,6 +26,7 @@ __all__ = [
     "Association",
     "AssociationRules",
     "DistanceTerm",
+    "FloorCue",
     "GroundCue",
     "OfflineAssociator",
     "OnlineAssociator",

@@ -53,13 +53,14 @@ class Association(ABC):
         self.terms = tuple(terms)
 
     @classmethod
-    def from_params(cls, **params: Any) -> Association:
+    def from_params(cls, *, terms: Sequence[DistanceTerm] = (), **params: Any) -> Association:
         """Build from flat config keys: :class:`AssociationRules` fields and the mode's
-        own options (``options_type``); an unknown key raises ValueError listing both."""
+        own options (``options_type``); an unknown key raises ValueError listing both.
+        ``terms``: further cues (see ``DistanceTerm``)."""
         rules, own = split_params(params, cls.options_type)
         if cls.options_type is None:
-            return cls(rules=rules)
-        return cls(rules=rules, options=cls.options_type(**own))
+            return cls(rules=rules, terms=terms)
+        return cls(rules=rules, options=cls.options_type(**own), terms=terms)
 
     def due(self, now_s: float) -> bool:
         """Whether the runner should call :meth:`update` at ``now_s`` (run clock, s)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pipeline.types import Tracklet
 
-__all__ = ["GroundCue", "ground_distance"]
+__all__ = ["FloorCue", "GroundCue", "ground_distance"]
 
 
 def ground_distance(
@@ -125,3 +126,36 @@ class GroundCue:
             scaled = np.minimum(ground / self.gate_m, 1.0)
             dist = np.where(seen, (1.0 - self.weight) * dist + self.weight * scaled, dist)
         return dist, forbid
+
+
+@dataclass(frozen=True)
+class FloorCue:
+    """The ground-plane cue of a run whose cameras carry calibrations.
+
+    Each tracklet's floor points come from its camera's calibration (its boxes' foot
+    points, ``pipeline.calibration.FloorPositions``; uncalibrated cameras: unknown), then
+    the pairs are gated and blended as :class:`GroundCue` does. Only pairs of tracklets
+    seen at the same moments by two calibrated cameras are touched, so it acts where
+    calibrated views overlap and nowhere else.
+
+    Attributes:
+        positions: The run's calibrations (``boxes(camera, xyxy) -> (M, 2) | None``).
+        gate_m, weight, time_bin_s, min_common: As in :class:`GroundCue`.
+    """
+
+    positions: Any
+    gate_m: float = 2.5
+    weight: float = 0.0
+    time_bin_s: float = 0.05
+    min_common: int = 3
+
+    def __call__(self, tracklets: Sequence[Tracklet], dist: np.ndarray,
+                 forbid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gate and blend (N, N) distances; returns the new ``(dist, forbid)``."""
+        points = []
+        for t in tracklets:
+            xy = self.positions.boxes(t.camera_id, t.xyxy)
+            points.append(np.full((len(t.frames), 2), np.nan) if xy is None else xy)
+        cue = GroundCue(points_xy_m=points, gate_m=self.gate_m, weight=self.weight,
+                        time_bin_s=self.time_bin_s, min_common=self.min_common)
+        return cue(tracklets, dist, forbid)

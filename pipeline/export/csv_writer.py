@@ -2,7 +2,7 @@
 
 Schema (header written once, comma separated, UTF-8, ``\\n`` line ends)::
 
-    camera,frame,timestamp_s,global_id,track_id,x1,y1,x2,y2,score
+    camera,frame,timestamp_s,global_id,track_id,x1,y1,x2,y2,score,x_m,y_m
 
 | column | type | meaning |
 |---|---|---|
@@ -13,6 +13,12 @@ Schema (header written once, comma separated, UTF-8, ``\\n`` line ends)::
 | ``track_id`` | int | per-camera track id (unique within a camera) |
 | ``x1,y1,x2,y2`` | float, 2 decimals | box in that camera's image pixels (top-left, bottom-right) |
 | ``score`` | float, 4 decimals | detector confidence of the box |
+| ``x_m,y_m`` | float, 3 decimals, or empty | floor position (metres) of the box's foot |
+| | | point (bottom centre), for cameras with a ground-plane calibration |
+| | | (``pipeline.calibration``); empty for others and where the feet are out of view |
+
+Files written before the floor columns existed (ten columns, ending at ``score``) are
+still read: their rows have no floor position.
 
 Rows are written in the order they are produced (by tick, then camera). The writer
 is incremental: rows are buffered and appended with ONE write of complete lines
@@ -48,8 +54,26 @@ logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
     "camera", "frame", "timestamp_s", "global_id", "track_id", "x1", "y1", "x2", "y2", "score",
+    "x_m", "y_m",
 )
 _HEADER = ",".join(CSV_COLUMNS) + "\n"
+_LEGACY_COLUMNS = CSV_COLUMNS[:10]  # files written before the floor position existed
+
+
+def _columns(header: list[str] | None, path: Path) -> int:
+    """Number of columns of a trajectory CSV with ``header``; ValueError if it is not one."""
+    if header is not None and tuple(header) in (CSV_COLUMNS, _LEGACY_COLUMNS):
+        return len(header)
+    raise ValueError(f"{path}: not a trajectory CSV (header {header!r}, expected "
+                     f"{','.join(CSV_COLUMNS)})")
+
+
+def _floor_text(xy: np.ndarray | None, n: int) -> list[str]:
+    """Per row, ``,x_m,y_m`` (3 decimals) or ``,,`` where unknown."""
+    if xy is None:
+        return [",,"] * n
+    return [f",{x:.3f},{y:.3f}" if np.isfinite(x) and np.isfinite(y) else ",,"
+            for x, y in np.asarray(xy, np.float64).reshape(-1, 2).tolist()]
 
 
 def _format_rows(
@@ -60,6 +84,7 @@ def _format_rows(
     track_ids: np.ndarray,
     xyxy: np.ndarray,
     score: np.ndarray,
+    floor_xy: np.ndarray | None = None,
 ) -> list[str]:
     buffer = io.StringIO()
     camera_text = camera
@@ -67,10 +92,12 @@ def _format_rows(
         csv.writer(buffer, lineterminator="").writerow([camera])
         camera_text = buffer.getvalue()
     lines = []
-    for g, t, (x1, y1, x2, y2), s in zip(global_ids, track_ids, xyxy, score, strict=True):
+    floor = _floor_text(floor_xy, len(track_ids))
+    for g, t, (x1, y1, x2, y2), s, f in zip(global_ids, track_ids, xyxy, score, floor,
+                                            strict=True):
         lines.append(
             f"{camera_text},{frame},{timestamp_s:.4f},{int(g)},{int(t)},"
-            f"{x1:.2f},{y1:.2f},{x2:.2f},{y2:.2f},{s:.4f}\n"
+            f"{x1:.2f},{y1:.2f},{x2:.2f},{y2:.2f},{s:.4f}{f}\n"
         )
     return lines
 
@@ -102,6 +129,7 @@ class TrajectoryCsvWriter(LineBatchWriter):
         timestamp_s: float,
         tracks: Tracks,
         global_ids: Sequence[int] | np.ndarray | None = None,
+        floor_xy: np.ndarray | None = None,
     ) -> int:
         """Queue one row per track of one camera frame.
 
@@ -111,6 +139,7 @@ class TrajectoryCsvWriter(LineBatchWriter):
             timestamp_s: Frame timestamp, seconds.
             tracks: The frame's tracks (ids, xyxy pixel boxes, scores).
             global_ids: (N,) global id per track row, or None for all ``-1``.
+            floor_xy: (N, 2) floor positions in metres (NaN = unknown), or None.
 
         Returns:
             Number of rows queued.
@@ -123,18 +152,22 @@ class TrajectoryCsvWriter(LineBatchWriter):
             if gids.shape[0] != n:
                 raise ValueError(f"global_ids has {gids.shape[0]} entries for {n} tracks")
         ids, xyxy, score = tracks.track_id, tracks.xyxy, tracks.score
-        self._queue(_format_rows(camera, frame, timestamp_s, gids, ids, xyxy, score))
+        if floor_xy is not None and np.asarray(floor_xy).reshape(-1, 2).shape[0] != n:
+            raise ValueError(f"floor_xy has {np.asarray(floor_xy).size // 2} rows for {n} tracks")
+        self._queue(_format_rows(camera, frame, timestamp_s, gids, ids, xyxy, score, floor_xy))
         return n
 
     def write_rows(self, rows: Iterable[Sequence[object]]) -> int:
         """Queue raw rows ``(camera, frame, timestamp_s, global_id, track_id, x1, y1, x2,
-        y2, score)``; returns how many."""
+        y2, score[, x_m, y_m])`` (None or NaN floor values = unknown); returns how many."""
         lines: list[str] = []
         for row in rows:
-            camera, frame, ts, g, t, x1, y1, x2, y2, s = row
+            camera, frame, ts, g, t, x1, y1, x2, y2, s = row[:10]
+            floor = [np.nan if v is None else v for v in row[10:12]] or [np.nan, np.nan]
             lines += _format_rows(
                 str(camera), int(frame), float(ts), np.array([g]), np.array([t]),
                 np.array([[x1, y1, x2, y2]], np.float64), np.array([s], np.float64),
+                np.array([floor], np.float64),
             )
         self._queue(lines)
         return len(lines)
@@ -152,6 +185,7 @@ class Trajectories:
         track_id: int64 (N,) per-camera track ids.
         xyxy: float32 (N, 4) pixel boxes.
         score: float32 (N,) detector confidences.
+        floor_xy: float64 (N, 2) floor positions in metres; NaN where unknown.
     """
 
     camera: np.ndarray
@@ -161,6 +195,11 @@ class Trajectories:
     track_id: np.ndarray
     xyxy: np.ndarray
     score: np.ndarray
+    floor_xy: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.floor_xy is None:
+            self.floor_xy = np.full((len(self.frame), 2), np.nan)
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -175,7 +214,7 @@ class Trajectories:
         return Trajectories(
             camera=self.camera[mask], frame=self.frame[mask], timestamp_s=self.timestamp_s[mask],
             global_id=self.global_id[mask], track_id=self.track_id[mask], xyxy=self.xyxy[mask],
-            score=self.score[mask],
+            score=self.score[mask], floor_xy=self.floor_xy[mask],
         )
 
 
@@ -190,21 +229,16 @@ def read_trajectories(path: Path | str) -> Trajectories:
         raise FileNotFoundError(f"Trajectory CSV not found: {path}")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(header) != CSV_COLUMNS:
-            raise ValueError(
-                f"{path}: not a trajectory CSV (header {header!r}, expected "
-                f"{','.join(CSV_COLUMNS)})"
-            )
+        columns = _columns(next(reader, None), path)
         cameras: list[str] = []
         numbers: list[list[float]] = []
         for line_no, row in enumerate(reader, start=2):
-            if len(row) != len(CSV_COLUMNS):
-                raise ValueError(
-                    f"{path}:{line_no}: expected {len(CSV_COLUMNS)} fields, got {row!r}"
-                )
+            if len(row) != columns:
+                raise ValueError(f"{path}:{line_no}: expected {columns} fields, got {row!r}")
             try:
-                numbers.append([float(v) for v in row[1:]])
+                numbers.append([float(v) for v in row[1:10]]
+                               + [float(v) if v else np.nan for v in row[10:]]
+                               + [np.nan] * (len(CSV_COLUMNS) - columns))
             except ValueError as error:
                 raise ValueError(f"{path}:{line_no}: {error}") from None
             cameras.append(row[0])
@@ -217,6 +251,7 @@ def read_trajectories(path: Path | str) -> Trajectories:
         track_id=values[:, 3].astype(np.int64),
         xyxy=values[:, 4:8].astype(np.float32),
         score=values[:, 8].astype(np.float32),
+        floor_xy=values[:, 9:11],
     )
 
 
@@ -240,10 +275,9 @@ def rewrite_global_ids(
     ) as dst:
         reader = csv.reader(src)
         header = next(reader, None)
-        if header is None or tuple(header) != CSV_COLUMNS:
-            raise ValueError(f"{source}: not a trajectory CSV (header {header!r})")
+        _columns(header, source)
         writer = csv.writer(dst, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(header)
         for row in reader:
             row[3] = str(global_of.get((row[0], int(row[4])), -1))
             writer.writerow(row)

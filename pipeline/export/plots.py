@@ -1,4 +1,5 @@
-"""PNG plots of a run: foot-point trajectories per camera and an identity timeline.
+"""PNG plots of a run: foot-point trajectories per camera, an identity timeline, and (for
+calibrated cameras) every identity's path on the floor in metres.
 
 Uses matplotlib's object API with the Agg canvas directly, so the global pyplot
 backend is never touched and no display is needed. Colours match the annotated
@@ -15,10 +16,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from pipeline.calibration import FloorPlan
 from pipeline.export.csv_writer import Trajectories, read_trajectories
 from pipeline.export.palette import color_rgb01
 
-__all__ = ["plot_trajectories", "plot_camera_tracks", "plot_identity_timeline"]
+__all__ = ["plot_trajectories", "plot_camera_tracks", "plot_identity_timeline",
+           "plot_floor_paths"]
 
 
 def _identity(table: Trajectories) -> np.ndarray:
@@ -127,20 +130,65 @@ def plot_identity_timeline(table: Trajectories, path: Path | str) -> Path:
     return _save(figure, Path(path))
 
 
+def plot_floor_paths(table: Trajectories, path: Path | str,
+                     plan: FloorPlan | None = None) -> Path:
+    """Every identity's floor path in metres, from all calibrated cameras at once.
+
+    Rows are ordered by time per identity; a gap of more than 1 s (the person unseen by
+    every calibrated camera) breaks the line. Identities get the videos' colours;
+    rows of tracks without an identity are left out. With ``plan``, the paths are drawn
+    over the floor-plan image placed by its origin and scale.
+    """
+    known = np.isfinite(table.floor_xy).all(axis=1) & (table.global_id > 0)
+    figure = Figure(figsize=(8, 8))
+    axes = figure.add_subplot(1, 1, 1)
+    if plan is not None:
+        from PIL import Image
+
+        with Image.open(plan.image) as img:
+            picture = np.asarray(img.convert("RGB"))
+        h, w = picture.shape[:2]
+        x0, y0 = plan.origin_m
+        bottom = y0 - h / plan.px_per_m if plan.y_up else y0 + h / plan.px_per_m
+        axes.imshow(picture, extent=(x0, x0 + w / plan.px_per_m, bottom, y0), alpha=0.8)
+    elif known.any():
+        axes.invert_yaxis()  # as the review page draws it: y grows downwards
+    for ident in np.unique(table.global_id[known]):
+        sel = known & (table.global_id == ident)
+        order = np.argsort(table.timestamp_s[sel], kind="stable")
+        t, xy = table.timestamp_s[sel][order], table.floor_xy[sel][order]
+        gaps = np.flatnonzero(np.diff(t) > 1.0) + 1
+        colour = color_rgb01(int(ident))
+        axes.plot(np.insert(xy[:, 0], gaps, np.nan), np.insert(xy[:, 1], gaps, np.nan), "-",
+                  color=colour, lw=1.2)
+        axes.plot(xy[-1:, 0], xy[-1:, 1], "o", color=colour, ms=3)
+        axes.annotate(f"g{ident}", (xy[-1, 0], xy[-1, 1]), fontsize=7, color=colour)
+    axes.set_title("Floor paths by global id (all calibrated cameras)", fontsize=10)
+    axes.set_xlabel("x (m)")
+    axes.set_ylabel("y (m)")
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, Path(path))
+
+
 def plot_trajectories(
     trajectories: Path | str | Trajectories,
     out_dir: Path | str,
     sizes_wh: dict[str, tuple[int, int]] | None = None,
+    plan: FloorPlan | None = None,
 ) -> list[Path]:
-    """Write ``trajectories.png`` and ``timeline.png`` into ``out_dir``.
+    """Write ``trajectories.png`` and ``timeline.png`` into ``out_dir``, and ``floor.png``
+    when some rows have floor positions (calibrated cameras).
 
     Args:
         trajectories: A trajectory CSV path or an already-read table.
         out_dir: Output folder (created).
         sizes_wh: Optional image sizes per camera for the trajectory axes.
+        plan: Optional floor-plan image under the floor paths.
 
     Returns:
-        The two PNG paths.
+        The PNG paths written.
     """
     table = (
         trajectories
@@ -148,7 +196,10 @@ def plot_trajectories(
         else read_trajectories(trajectories)
     )
     out_dir = Path(out_dir)
-    return [
+    paths = [
         plot_camera_tracks(table, out_dir / "trajectories.png", sizes_wh),
         plot_identity_timeline(table, out_dir / "timeline.png"),
     ]
+    if np.isfinite(table.floor_xy).all(axis=1).any():
+        paths.append(plot_floor_paths(table, out_dir / "floor.png", plan))
+    return paths

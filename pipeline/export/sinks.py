@@ -139,7 +139,7 @@ class TrajectorySink(Sink):
     def on_rows(self, rows: FrameTracks) -> None:
         self._writer.write(camera=rows.camera_id, frame=rows.frame_index,
                            timestamp_s=rows.timestamp_s, tracks=rows.tracks,
-                           global_ids=rows.global_ids)
+                           global_ids=rows.global_ids, floor_xy=rows.floor_xy)
 
     def on_identities(self, identities: Identities) -> None:
         self._identities = identities
@@ -205,18 +205,22 @@ class MotSink(Sink):
 
 
 class PlotSink(Sink):
-    """PNG plots (``plots/trajectories.png``, ``plots/timeline.png``) of a final CSV.
+    """PNG plots (``plots/trajectories.png``, ``plots/timeline.png``, ``plots/floor.png``)
+    of a final CSV.
 
     Args:
         trajectories: The final trajectory CSV (another sink's, closed before this one).
         out_dir: Run folder.
+        plan: Floor-plan image under ``plots/floor.png`` (written when cameras are
+            calibrated).
     """
 
-    def __init__(self, trajectories: Path, out_dir: Path) -> None:
+    def __init__(self, trajectories: Path, out_dir: Path, plan: Any = None) -> None:
         self.trajectories, self.out_dir = Path(trajectories), Path(out_dir)
+        self.plan = plan
 
     def close(self) -> dict[str, Any]:
-        paths = plot_trajectories(self.trajectories, self.out_dir / "plots")
+        paths = plot_trajectories(self.trajectories, self.out_dir / "plots", plan=self.plan)
         return {"plots": [str(p.relative_to(self.out_dir)) for p in paths]}
 
 

@@ -8,17 +8,19 @@ committed row and the file opens cleanly (WAL replays or drops the unfinished
 transaction). At the end of the run the rows get the final global ids, exactly as
 ``rewrite_global_ids`` gives them to the final trajectory CSV.
 
-Schema (version 1; documented for users in docs/STORE.md)::
+Schema (version 2; documented for users in docs/STORE.md)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
         schema_version, state (running | finished | aborted), association,
         trajectories (the final CSV's name), started_utc, reid (JSON: the re-id model
-        the embeddings come from; absent when re-id was off)
+        the embeddings come from; absent when re-id was off), floor_plan (JSON: image,
+        origin_m, px_per_m, y_up; absent without one)
     cameras(camera TEXT PRIMARY KEY, position INTEGER, width INTEGER, height INTEGER,
             frames INTEGER, first_s REAL, last_s REAL)
     rows(seq INTEGER PRIMARY KEY, camera TEXT, frame INTEGER, timestamp_s REAL,
          global_id INTEGER, track_id INTEGER, x1 REAL, y1 REAL, x2 REAL, y2 REAL,
-         score REAL)                      -- the trajectory CSV, in its order and rounding
+         score REAL, x_m REAL, y_m REAL)  -- the trajectory CSV, in its order and rounding
+                                          -- (x_m, y_m: floor position, NULL if unknown)
     tracklets(camera TEXT, track_id INTEGER, first_frame INTEGER, last_frame INTEGER,
               first_s REAL, last_s REAL, rows INTEGER, global_id INTEGER,
               embedding BLOB, quality REAL, crop_jpeg BLOB,
@@ -54,7 +56,7 @@ __all__ = ["SCHEMA_VERSION", "STORE_NAME", "StoreSink", "create_schema"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_NAME = "run.sqlite"
 
 _SCHEMA = """
@@ -63,7 +65,7 @@ CREATE TABLE cameras (camera TEXT PRIMARY KEY, position INTEGER, width INTEGER,
     height INTEGER, frames INTEGER NOT NULL DEFAULT 0, first_s REAL, last_s REAL);
 CREATE TABLE rows (seq INTEGER PRIMARY KEY, camera TEXT NOT NULL, frame INTEGER NOT NULL,
     timestamp_s REAL NOT NULL, global_id INTEGER NOT NULL, track_id INTEGER NOT NULL,
-    x1 REAL, y1 REAL, x2 REAL, y2 REAL, score REAL);
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL, score REAL, x_m REAL, y_m REAL);
 CREATE INDEX rows_track ON rows (camera, track_id);
 CREATE INDEX rows_time ON rows (camera, timestamp_s);
 CREATE TABLE tracklets (camera TEXT NOT NULL, track_id INTEGER NOT NULL,
@@ -111,10 +113,14 @@ class StoreSink(Sink):
         reid: The re-id model that made the tracklets' embeddings (``meta`` key
             ``reid``, JSON: model, weights, sha256, backend, precision, input); what
             ``mtmc search`` must embed a query with. None = re-id off.
+        floor_plan: The floor-plan image the review page draws floor paths on (``meta``
+            key ``floor_plan``, JSON: image as an absolute path, origin_m, px_per_m,
+            y_up). None = a plain metric grid.
     """
 
     def __init__(self, path: Path, camera_ids: Sequence[str], *, association: str,
-                 final_csv: str, reid: Mapping[str, Any] | None = None) -> None:
+                 final_csv: str, reid: Mapping[str, Any] | None = None,
+                 floor_plan: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
@@ -129,7 +135,9 @@ class StoreSink(Sink):
         self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
             ("state", "running"), ("association", association), ("trajectories", final_csv),
             ("started_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))]
-            + ([("reid", json.dumps(dict(reid), sort_keys=True))] if reid else []))
+            + ([("reid", json.dumps(dict(reid), sort_keys=True))] if reid else [])
+            + ([("floor_plan", json.dumps(dict(floor_plan), sort_keys=True))]
+               if floor_plan else []))
         self._db.executemany("INSERT INTO cameras (camera, position) VALUES (?, ?)",
                              [(c, i) for i, c in enumerate(camera_ids)])
         self._db.execute("COMMIT")
@@ -153,9 +161,13 @@ class StoreSink(Sink):
         time_s = round(ts, 4)  # as the CSV prints it, so the store equals the CSV
         boxes = np.round(rows.tracks.xyxy.astype(np.float64), 2).tolist()
         scores = np.round(rows.tracks.score.astype(np.float64), 4).tolist()
-        for tid, gid, box, score in zip(rows.tracks.track_id.tolist(),
-                                        rows.global_ids.tolist(), boxes, scores, strict=True):
-            self._rows.append((cid, frame, time_s, gid, tid, *box, score))
+        floor = ([(None, None)] * len(rows) if rows.floor_xy is None else
+                 [(x, y) if np.isfinite(x) and np.isfinite(y) else (None, None)
+                  for x, y in np.round(rows.floor_xy, 3).tolist()])
+        for tid, gid, box, score, xy in zip(rows.tracks.track_id.tolist(),
+                                            rows.global_ids.tolist(), boxes, scores, floor,
+                                            strict=True):
+            self._rows.append((cid, frame, time_s, gid, tid, *box, score, *xy))
             key = (cid, tid)
             span = self._spans.get(key)
             if span is None:
@@ -191,7 +203,8 @@ class StoreSink(Sink):
     def _write_pending(self, db: sqlite3.Connection) -> None:
         if self._rows:
             db.executemany("INSERT INTO rows (camera, frame, timestamp_s, global_id, track_id, "
-                           "x1, y1, x2, y2, score) VALUES (?,?,?,?,?,?,?,?,?,?)", self._rows)
+                           "x1, y1, x2, y2, score, x_m, y_m) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           self._rows)
             self._rows = []
         if self._dirty:
             spans = [(cid, tid, s.first_frame, s.last_frame, s.first_s, s.last_s, s.rows,

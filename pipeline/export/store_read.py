@@ -47,6 +47,10 @@ class TrackletInfo:
     has_crop: bool
 
 
+# Version 1 stores (before rows had floor positions) are read as they are.
+_READABLE = ("1", str(SCHEMA_VERSION))
+
+
 def open_run(run_dir: Path | str) -> RunStore:
     """Open the store of the run folder ``run_dir``.
 
@@ -71,18 +75,21 @@ def open_run(run_dir: Path | str) -> RunStore:
         raise StoreError(f"{path} is not a readable run store ({error}); it is damaged or "
                          f"not written by mtmc: re-run `mtmc run CONFIG --out {run_dir}` to "
                          "write it again") from None
-    if version is None or version[0] != str(SCHEMA_VERSION):
+    if version is None or version[0] not in _READABLE:
         db.close()
         raise StoreError(f"{path} has store schema version {version and version[0]}, this "
-                         f"mtmc reads version {SCHEMA_VERSION}: re-run `mtmc run` to rewrite it")
-    return RunStore(run_dir, db)
+                         f"mtmc reads versions {', '.join(_READABLE)}: re-run `mtmc run` to "
+                         "rewrite it")
+    return RunStore(run_dir, db, int(version[0]))
 
 
 class RunStore:
     """An open run store (use :func:`open_run`); closes with ``with`` or :meth:`close`."""
 
-    def __init__(self, run_dir: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, run_dir: Path, db: sqlite3.Connection,
+                 version: int = SCHEMA_VERSION) -> None:
         self.run_dir, self.path, self._db = run_dir, run_dir / STORE_NAME, db
+        self.version = version
         db.execute("PRAGMA busy_timeout = 5000")
 
     def __enter__(self) -> RunStore:
@@ -280,6 +287,69 @@ class RunStore:
         return {"camera": camera, "from_s": from_s, "to_s": to_s,
                 "identities": list(seen.values())}
 
+    def _floor_rows(self, what: str) -> None:
+        if self.version < 2:
+            raise StoreError(f"{self.path} was written before rows had floor positions "
+                             f"(store schema version {self.version}), so it cannot answer "
+                             f"{what}: re-run `mtmc run` with calibrated cameras")
+
+    def in_area(self, x0: float, y0: float, x1: float, y1: float, from_s: float | None = None,
+                to_s: float | None = None) -> dict[str, Any]:
+        """Who stood inside the floor rectangle ``[x0, x1] x [y0, y1]`` (metres, inclusive)
+        between ``from_s`` and ``to_s`` (seconds, inclusive), on any calibrated camera.
+
+        Returns:
+            ``area, from_s, to_s, identities``: per effective identity (``-1`` = rows of
+            tracks without one) ``global_id, first_s, last_s, rows, cameras``, in order of
+            first appearance inside the area; ``calibrated_rows``: how many rows of the
+            time window have a floor position at all.
+
+        Raises:
+            StoreError: a store written before floor positions existed.
+        """
+        self._floor_rows("an area query")
+        xs, ys = sorted((float(x0), float(x1))), sorted((float(y0), float(y1)))
+        lo = float("-inf") if from_s is None else float(from_s)
+        hi = float("inf") if to_s is None else float(to_s)
+        ids = self.effective_ids()
+        seen: dict[int, dict[str, Any]] = {}
+        for camera, tid, ts, gid in self._db.execute(
+                "SELECT camera, track_id, timestamp_s, global_id FROM rows WHERE x_m BETWEEN ? "
+                "AND ? AND y_m BETWEEN ? AND ? AND timestamp_s >= ? AND timestamp_s <= ? "
+                "ORDER BY timestamp_s, seq", (*xs, *ys, lo, hi)):
+            gid = ids.get((camera, tid), gid)
+            entry = seen.setdefault(gid, {"global_id": gid, "first_s": ts, "last_s": ts,
+                                          "rows": 0, "cameras": []})
+            entry["first_s"], entry["last_s"] = min(entry["first_s"], ts), max(entry["last_s"], ts)
+            entry["rows"] += 1
+            if camera not in entry["cameras"]:
+                entry["cameras"].append(camera)
+        calibrated = self._db.execute(
+            "SELECT COUNT(*) FROM rows WHERE x_m IS NOT NULL AND timestamp_s >= ? AND "
+            "timestamp_s <= ?", (lo, hi)).fetchone()[0]
+        return {"area": [xs[0], ys[0], xs[1], ys[1]], "from_s": from_s, "to_s": to_s,
+                "calibrated_rows": int(calibrated), "identities": list(seen.values())}
+
+    def floor_paths(self) -> dict[int, dict[str, list]]:
+        """Per effective identity, its floor positions over time from every calibrated
+        camera: ``{global_id: {"t": [...], "x": [...], "y": [...], "camera": [...]}}``,
+        in time order (identities without any floor position are left out; ``-1`` holds
+        the rows of tracks without an identity)."""
+        if self.version < 2:
+            return {}
+        ids = self.effective_ids()
+        paths: dict[int, dict[str, list]] = {}
+        for camera, tid, ts, gid, x, y in self._db.execute(
+                "SELECT camera, track_id, timestamp_s, global_id, x_m, y_m FROM rows WHERE "
+                "x_m IS NOT NULL ORDER BY timestamp_s, seq"):
+            path = paths.setdefault(ids.get((camera, tid), gid),
+                                    {"t": [], "x": [], "y": [], "camera": []})
+            path["t"].append(ts)
+            path["x"].append(x)
+            path["y"].append(y)
+            path["camera"].append(camera)
+        return paths
+
     def export_reviewed(self, path: Path | None = None) -> tuple[Path, int]:
         """Write the rows with the effective ids as a trajectory CSV (same schema).
 
@@ -291,11 +361,12 @@ class RunStore:
         temporary = path.with_name(path.name + ".part")
         rows = 0
         with TrajectoryCsvWriter(temporary, flush_rows=4096, flush_s=3600.0) as writer:
+            floor = "x_m, y_m" if self.version >= 2 else "NULL, NULL"
             cursor = self._db.execute("SELECT camera, frame, timestamp_s, global_id, track_id, "
-                                      "x1, y1, x2, y2, score FROM rows ORDER BY seq")
+                                      f"x1, y1, x2, y2, score, {floor} FROM rows ORDER BY seq")
             while batch := cursor.fetchmany(4096):
                 rows += writer.write_rows(
-                    (c, f, ts, ids.get((c, t), g), t, x1, y1, x2, y2, s)
-                    for c, f, ts, g, t, x1, y1, x2, y2, s in batch)
+                    (c, f, ts, ids.get((c, t), g), t, *rest)
+                    for c, f, ts, g, t, *rest in batch)
         os.replace(temporary, path)
         return path, rows
