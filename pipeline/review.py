@@ -10,6 +10,10 @@ the network. Endpoints (JSON unless stated):
 ``GET /api/crop?camera=C&track=T``       the tracklet's best view (JPEG)
 ``GET /api/similar?camera=C&track=T&top=N``  the run's tracks most like that one
                                          (``pipeline.search.similar_tracks``)
+``GET /api/floor``                       per identity its floor path in metres (calibrated
+                                         cameras), its colour, and the floor plan's
+                                         placement (null without one)
+``GET /api/floor_plan``                  the floor-plan image
 ``POST /api/merge``  ``{"keep": 7, "absorb": 12}``   identity 12 becomes 7
 ``POST /api/split``  ``{"camera": "cam2", "track_id": 5}``   the tracklet becomes a new identity
 ``POST /api/undo``   ``{"id": 3}``       undo correction 3
@@ -32,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pipeline.export.store_read import RunStore, StoreError, open_run
 
-__all__ = ["ReviewServer", "make_server", "page_data"]
+__all__ = ["ReviewServer", "floor_data", "make_server", "page_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,47 @@ _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
 
 def _asset(name: str) -> bytes:
     return (resources.files("pipeline") / "review_assets" / name).read_bytes()
+
+
+# Points per identity path sent to the page (longer paths are thinned evenly).
+_FLOOR_POINTS = 400
+
+
+def _floor_plan(store: RunStore) -> dict[str, Any] | None:
+    text = store.meta().get("floor_plan")
+    return None if not text else json.loads(text)
+
+
+def floor_data(store: RunStore) -> dict[str, Any]:
+    """The floor view's data: ``plan`` (image size in pixels, ``origin_m``, ``px_per_m``,
+    ``y_up``; None without a plan) and ``paths``: per effective identity with floor
+    positions, ``global_id``, ``colour`` (the videos' colour, CSS hex) and ``points``
+    ``[[t, x_m, y_m], ...]`` in time order (at most a few hundred)."""
+    from pipeline.export.palette import color_rgb01
+
+    plan = _floor_plan(store)
+    if plan is not None:
+        from PIL import Image
+
+        try:
+            with Image.open(plan["image"]) as img:
+                plan = {**plan, "width_px": img.width, "height_px": img.height}
+        except OSError as error:
+            logger.warning("floor plan %s cannot be read (%s): paths drawn on a grid",
+                           plan["image"], error)
+            plan = None
+    paths = []
+    for gid, path in sorted(store.floor_paths().items()):
+        if gid < 0:
+            continue
+        step = max(1, -(-len(path["t"]) // _FLOOR_POINTS))
+        colour = "#" + "".join(f"{round(255 * c):02x}" for c in color_rgb01(gid))
+        paths.append({"global_id": gid, "colour": colour,
+                      "points": [[round(t, 3), round(x, 3), round(y, 3)] for t, x, y in
+                                 zip(path["t"][::step], path["x"][::step],
+                                     path["y"][::step], strict=True)]})
+    return {"plan": None if plan is None else {k: v for k, v in plan.items() if k != "image"},
+            "paths": paths}
 
 
 def page_data(store: RunStore) -> dict[str, Any]:
@@ -92,6 +137,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(page_data(self.server.store))
         elif url.path == "/api/similar":
             self._similar(parse_qs(url.query))
+        elif url.path == "/api/floor":
+            with self.server.lock:
+                self._json(floor_data(self.server.store))
+        elif url.path == "/api/floor_plan":
+            with self.server.lock:
+                plan = _floor_plan(self.server.store)
+            image = Path(plan["image"]) if plan else None
+            if image is None or not image.is_file():
+                self._json({"error": "this run has no floor-plan image"}, HTTPStatus.NOT_FOUND)
+            else:
+                kind = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
+                self._send(HTTPStatus.OK, image.read_bytes(), kind)
         elif url.path == "/api/crop":
             query = parse_qs(url.query)
             try:

@@ -203,3 +203,57 @@ def test_find_similar_shows_the_tracks_most_like_one(page):
     assert marked == {(m.camera, m.track_id) for m in expected}
     _click(driver, driver.find_element("id", "clear-similar"))
     assert len(_cards(driver)) == all_cards
+
+
+def test_floor_view_draws_each_identity_path_over_the_plan(calibrated_sample_run, tmp_path,
+                                                            browser):
+    """A run with two calibrated cameras and a floor plan: one path per identity with
+    floor positions, placed by the plan's scale; a card's "floor" button highlights its
+    identity's path; the uncalibrated sample run shows no floor view."""
+    from pipeline.export.store_read import open_run
+    from pipeline.review import make_server
+
+    out = tmp_path / "run"
+    shutil.copytree(calibrated_sample_run[0], out)
+    with open_run(out) as store:
+        paths = {g: p for g, p in store.floor_paths().items() if g >= 0}
+    assert len(paths) >= 3
+    server = make_server(out, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.get(server.url)
+        _wait_loaded(browser, 1)
+        box = browser.find_element("id", "floor-box")
+        assert box.is_displayed()
+        _click(browser, box.find_element("tag name", "summary"))
+        lines = browser.find_elements("css selector", "#floor polyline")
+        assert sorted(int(p.get_attribute("data-id")) for p in lines) == sorted(paths)
+        # the plan: 400 x 220 px at 10 px/m with origin (-1, -1) m
+        assert browser.execute_script(
+            "return document.getElementById('floor').getAttribute('viewBox')") == "0 0 400 220"
+        assert browser.execute_script(
+            "const i = document.querySelector('#floor image');"
+            "return fetch(i.getAttribute('href')).then(r => r.ok && r.headers.get("
+            "'content-type'))") == "image/png"
+        gid = max(paths, key=lambda g: len(paths[g]["t"]))
+        first = browser.find_element("css selector", f'#floor polyline[data-id="{gid}"]')
+        x, y = (float(v) for v in first.get_attribute("points").split()[0].split(","))
+        assert (x, y) == pytest.approx(((paths[gid]["x"][0] + 1) * 10,
+                                        (paths[gid]["y"][0] + 1) * 10), abs=0.05)
+        _click(browser, browser.find_element("css selector",
+                                             f'.card[data-id="{gid}"] button.floor'))
+        classes = {int(p.get_attribute("data-id")): p.get_attribute("class")
+                   for p in browser.find_elements("css selector", "#floor polyline")}
+        assert classes[gid] == "focus" and all(c == "dim" for g, c in classes.items()
+                                               if g != gid)
+        _click(browser, browser.find_element("id", "floor-all"))
+        assert not browser.find_elements("css selector", "#floor polyline.dim")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_no_floor_view_without_calibrated_cameras(page):
+    _, driver, _ = page
+    assert not driver.find_element("id", "floor-box").is_displayed()
+    assert not driver.find_elements("css selector", "button.floor")

@@ -1,8 +1,12 @@
-// mtmc review page: one card per identity, merge / split / undo through the JSON API.
+// mtmc review page: one card per identity, merge / split / undo through the JSON API;
+// identities' floor paths (calibrated cameras) in an SVG above the cards.
 "use strict";
 
 let data = null;
 let similar = null;  // {camera, track_id, matches} while "find similar" results are shown
+let floor = null;    // {plan, paths} from api/floor
+let floorFocus = null;  // global id whose floor path is highlighted
+const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -60,6 +64,12 @@ function card(identity) {
       el("span", {class: "meta"}, `${identity.cameras.length} camera(s) · ` +
         `${seconds(identity.first_s)}–${seconds(identity.last_s)} s · ` +
         `${seconds(identity.duration_s)} s`)));
+  if (floor && floor.paths.some(p => p.global_id === identity.global_id)) {
+    const show = el("button", {class: "floor", title: "this identity's path on the floor",
+                               "data-id": identity.global_id}, "floor");
+    show.addEventListener("click", () => focusFloor(identity.global_id));
+    node.querySelector("h2").append(show);
+  }
   const several = identity.tracklets.length > 1;
   for (const camera of identity.cameras) {
     const tracks = identity.tracklets.filter(t => t.camera === camera);
@@ -164,8 +174,78 @@ function renderCorrections() {
   document.getElementById("corrections-count").textContent = data.corrections.length;
 }
 
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+// Floor points (metres) -> the drawing's coordinates: plan pixels with a plan, else
+// metres with y growing downwards (as plots/floor.png draws it).
+function floorXY(x, y) {
+  const plan = floor.plan;
+  if (!plan) return [x, y];
+  const row = plan.y_up ? plan.origin_m[1] - y : y - plan.origin_m[1];
+  return [(x - plan.origin_m[0]) * plan.px_per_m, row * plan.px_per_m];
+}
+
+function renderFloor() {
+  const box = document.getElementById("floor-box");
+  const drawing = document.getElementById("floor");
+  box.hidden = !floor.paths.length;
+  document.getElementById("floor-count").textContent = floor.paths.length;
+  if (!floor.paths.length) return;
+  const nodes = [];
+  let view;
+  if (floor.plan) {
+    view = [0, 0, floor.plan.width_px, floor.plan.height_px];
+    nodes.push(svg("image", {href: "api/floor_plan", x: 0, y: 0, width: view[2],
+                             height: view[3]}));
+  } else {
+    const xs = floor.paths.flatMap(p => p.points.map(q => q[1]));
+    const ys = floor.paths.flatMap(p => p.points.map(q => q[2]));
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const pad = Math.max(x1 - x0, y1 - y0, 1) * 0.05;
+    view = [x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad];
+    for (let g = Math.ceil(view[0]); g <= view[0] + view[2]; g++) {
+      nodes.push(svg("line", {class: "grid", x1: g, x2: g, y1: view[1], y2: view[1] + view[3]}));
+    }
+    for (let g = Math.ceil(view[1]); g <= view[1] + view[3]; g++) {
+      nodes.push(svg("line", {class: "grid", y1: g, y2: g, x1: view[0], x2: view[0] + view[2]}));
+    }
+  }
+  drawing.setAttribute("viewBox", view.join(" "));
+  for (const path of floor.paths) {
+    const line = svg("polyline", {
+      "data-id": path.global_id, stroke: path.colour,
+      points: path.points.map(q => floorXY(q[1], q[2]).join(",")).join(" ")});
+    if (floorFocus !== null) line.classList.add(path.global_id === floorFocus ? "focus" : "dim");
+    const title = svg("title", {});
+    const first = path.points[0][0], last = path.points[path.points.length - 1][0];
+    title.textContent = `id ${path.global_id}: ${seconds(first)}–${seconds(last)} s`;
+    line.append(title);
+    line.addEventListener("click", () => focusFloor(path.global_id));
+    nodes.push(line);
+  }
+  drawing.replaceChildren(...nodes);
+  document.getElementById("floor-all").hidden = floorFocus === null;
+}
+
+function focusFloor(globalId) {
+  floorFocus = globalId;
+  document.getElementById("floor-box").open = true;
+  renderFloor();
+  if (globalId !== null) {
+    document.getElementById("status").textContent = `floor path of id ${globalId}`;
+    document.getElementById("floor-box").scrollIntoView({block: "start"});
+  }
+}
+
 async function load() {
   data = await api("api/run");
+  floor = await api("api/floor");
+  if (floorFocus !== null && !floor.paths.some(p => p.global_id === floorFocus)) floorFocus = null;
+  renderFloor();
   document.getElementById("run").textContent =
     `${data.run} · ${data.cameras.length} cameras · ${data.state}`;
   render();
@@ -174,6 +254,10 @@ async function load() {
 }
 
 document.getElementById("search").addEventListener("input", render);
+document.getElementById("floor-all").addEventListener("click", event => {
+  event.preventDefault();
+  focusFloor(null);
+});
 document.getElementById("clear-similar").addEventListener("click", () => {
   similar = null;
   document.getElementById("clear-similar").hidden = true;
