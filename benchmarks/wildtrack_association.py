@@ -18,8 +18,10 @@ Protocol (docs/MTMC_ASSOCIATION.md):
    is cut by the image border, then misaligned like a detector box (centre shift and
    size change up to +-``--misalign`` of the box, seeded). Every model embeds the same
    crops: our HA-CNN (PyTorch bf16) and the peer OSNet-x0.25 MSMT17 (ONNX Runtime).
-4. ``OfflineAssociator`` at the shipped threshold (0.40) and a threshold sweep, with
-   and without the ground-plane cue (box foot points projected with the calibration;
+4. ``OfflineAssociator`` at the shipped threshold (``configs/sample.yaml``) and a
+   threshold sweep, with and without the ground-plane cue as runs get it
+   (``FloorCue`` over ``pipeline.calibration``: box foot points projected with the
+   dataset's calibration files;
    "gate": tracklets seen at the same moments more than ``--gate`` m apart on average
    cannot be one person; "+ blend": their distance is also blended with the ground
    distance, ``--ground-weight``).
@@ -50,7 +52,8 @@ import cv2
 import numpy as np
 
 from benchmarks.lib import wildtrack as wt
-from pipeline.association import GroundCue, OfflineAssociator
+from pipeline.association import FloorCue, OfflineAssociator
+from pipeline.calibration import FloorPositions, GroundCalibration
 from pipeline.evaluation.mtmc import BoxTable, evaluate_mtmc
 from pipeline.reid.datasets import read_cuhk_folder
 from pipeline.reid.evaluate import misalign_crop
@@ -64,7 +67,8 @@ DATA = REPO.parent / "shared" / "data"
 WILDTRACK = DATA / "mtmc" / "wildtrack"
 CUHK01 = DATA / "reid" / "cuhk01"
 TEST_IDS = range(486, 972)
-SHIPPED_THRESHOLD = 0.40
+SHIPPED_THRESHOLD = float(__import__("yaml").safe_load(
+    (REPO / "configs" / "sample.yaml").read_text())["association"]["threshold"])
 MIN_LENGTH = 2
 MAX_EMBEDDINGS = 10
 
@@ -185,7 +189,7 @@ def run_seed(args: argparse.Namespace, seed: int,
              embedders: dict[str, Callable[[list[np.ndarray]], np.ndarray]],
              log: Callable[[str], None]) -> dict:
     ann = wt.load_annotations(WILDTRACK / "annotations_positions", max_frames=args.frames)
-    calib = wt.load_calibrations(WILDTRACK / "calibrations")
+    positions = floor_positions()
     gt = wt.gt_table(ann)
     tracks = wt.synthesize_tracks(ann, wt.FragmentConfig(jitter=args.jitter), seed=seed)
     identity = wt.assign_identities(ann.person_ids, TEST_IDS, seed=seed)
@@ -206,17 +210,16 @@ def run_seed(args: argparse.Namespace, seed: int,
         log(f"  {name}: {len(crops)} crops in {embed_s[name]:.1f} s")
     base = appearance["oracle"]
     appearance["none"] = distinct_vectors(base)
-    ground_xy = [wt.ground_points(t, calib[t.camera_id]) for t in base]
     cues = {
         "": None,
-        " + ground gate": GroundCue(points_xy_m=ground_xy, gate_m=args.gate, weight=0.0),
-        " + ground gate + blend": GroundCue(points_xy_m=ground_xy, gate_m=args.gate,
+        " + ground gate": FloorCue(positions=positions, gate_m=args.gate, weight=0.0),
+        " + ground gate + blend": FloorCue(positions=positions, gate_m=args.gate,
                                            weight=args.ground_weight),
     }
     # Geometry alone: every appearance distance is 1, pairs seen together get the ground's.
-    geometry_only = GroundCue(points_xy_m=ground_xy, gate_m=args.gate, weight=1.0)
+    geometry_only = FloorCue(positions=positions, gate_m=args.gate, weight=1.0)
 
-    def assoc(kind: str, threshold: float, cue: GroundCue | None) -> dict:
+    def assoc(kind: str, threshold: float, cue: FloorCue | None) -> dict:
         tl = appearance[kind]
         start = time.perf_counter()
         ids = OfflineAssociator.from_params(threshold=threshold).associate(
@@ -246,6 +249,19 @@ def run_seed(args: argparse.Namespace, seed: int,
             "counts": {"gt_boxes": len(gt), "persons": int(len(ann.person_ids)),
                        "tracks": len(tracks), "tracklets": len(base), "crops": len(crops),
                        "frames": int(len(ann.frames))}}
+
+
+def floor_positions() -> FloorPositions:
+    """The 7 views' calibrations as a run config gives them (``pipeline.calibration``:
+    OpenCV XML files, translation in centimetres), checked against 1920x1080 images."""
+    root = WILDTRACK / "calibrations"
+    positions = FloorPositions({cam: GroundCalibration.from_opencv(
+        cam, root / "intrinsic_zero" / f"intr_{name}.xml",
+        root / "extrinsic" / f"extr_{name}.xml", unit="cm")
+        for cam, name in zip(wt.CAMERAS, wt.CALIBRATION_NAMES, strict=True)})
+    for cam in wt.CAMERAS:
+        positions.check(cam, wt.IMAGE_WH)
+    return positions
 
 
 # -- aggregation and output -----------------------------------------------------------------
