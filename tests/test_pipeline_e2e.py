@@ -55,7 +55,9 @@ def test_sample_trajectories_are_consistent(sample_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == summary["rows"] > 100
     assert list(rows[0]) == ["camera", "frame", "timestamp_s", "global_id", "track_id",
-                             "x1", "y1", "x2", "y2", "score"]
+                             "x1", "y1", "x2", "y2", "score", "x_m", "y_m"]
+    assert all(r["x_m"] == r["y_m"] == "" for r in rows)  # no camera is calibrated
+    assert summary["floor"] == {"calibrated_cameras": [], "ground_cue": False}
     gid = np.array([int(r["global_id"]) for r in rows])
     assert (gid >= 1).all()
     # one (camera, track) always maps to one global id
