@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.association import ASSOCIATORS, Association
 from pipeline.calibration import FloorPlan, FloorPositions, calibration_from_config
@@ -24,6 +24,7 @@ from pipeline.config import ConfigError, ReidConfig, RunConfig, check_params
 from pipeline.executor import InProcessCameras
 from pipeline.export import sinks as out
 from pipeline.export.crops import BestCrops
+from pipeline.registry import lookup
 from pipeline.runtime import (
     Housekeeping,
     StageTimer,
@@ -31,9 +32,12 @@ from pipeline.runtime import (
     stop_on_signals,
 )
 
+if TYPE_CHECKING:
+    from pipeline.tracking import Tracker
+
 __all__ = ["ExecutorContext", "RunParts", "build_association", "build_cameras",
-           "build_component", "build_run", "build_sinks", "check_cameras", "in_process",
-           "set_threads", "stream_options_for"]
+           "build_component", "build_run", "build_sinks", "check_cameras", "check_coupled",
+           "in_process", "set_threads", "stream_options_for", "tracker_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +46,55 @@ def build_component(family: dict[str, Any], name: str, params: dict[str, Any], s
                     where: str) -> Any:
     """``family[name](**params)``, with errors that name the section and the file."""
     try:
-        cls = family[name]
-    except KeyError:
-        raise ValueError(f"{where}: unknown {section} {name!r}; choose one of: "
-                         f"{', '.join(sorted(family))}") from None
+        cls = lookup(family, name, section)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
     check_params(cls, params, section, where)
     return cls(**params)
+
+
+def tracker_factory(config: RunConfig) -> Callable[[], Tracker]:
+    """A maker of the configured per-camera tracker: the ``tracker`` section becomes
+    the tracker's options record once, checked here (an unknown key or a bad value is
+    a ConfigError naming the key and the file); every camera's tracker shares it."""
+    from pipeline.tracking import TRACKERS
+
+    where = config.source_file
+    try:
+        cls = lookup(TRACKERS, config.tracker.name, "tracker")
+        options = cls.options_type.from_params(config.tracker.params)
+    except ValueError as error:
+        raise ConfigError(f"{where}: tracker: {error}") from None
+    return lambda: cls(options)
+
+
+def check_coupled(config: RunConfig) -> None:
+    """Warn about options of two sections that only work together.
+
+    The detector's ``conf`` drops boxes before the tracker sees them: above the
+    tracker's ``low_thresh`` its second (low-score) stage loses those boxes. Detections
+    below ``reid.min_score`` are not embedded: above the tracker's ``high_thresh``, some
+    strong boxes are matched on motion alone and births carry no appearance. Both
+    thresholds of the tracker are on its own scale (``score_scale``).
+    """
+    from pipeline.tracking import TrackerOptions
+
+    try:
+        tracker = TrackerOptions.from_params(config.tracker.params)
+    except ValueError:
+        return  # reported when the trackers are built
+    scale = tracker.score_scale
+    conf = config.detector.params.get("conf")
+    where = config.source_file
+    if conf is not None and float(conf) > tracker.low_thresh * scale + 1e-9:
+        logger.warning("%s: detector.conf %g is above the tracker's low_thresh %g: boxes "
+                       "scoring between them never reach its low-score stage (set conf to "
+                       "at most low_thresh)", where, float(conf), tracker.low_thresh * scale)
+    if config.reid.enabled and config.reid.min_score > tracker.high_thresh * scale + 1e-9:
+        logger.warning("%s: reid.min_score %g is above the tracker's high_thresh %g: strong "
+                       "boxes below it are matched without appearance (set min_score to "
+                       "at most high_thresh)", where, config.reid.min_score,
+                       tracker.high_thresh * scale)
 
 
 # Names a camera's ``stream`` mapping may not set: camera keys, or set by the runner.
@@ -331,18 +378,17 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
     Ray actor hosts): detector, embedding policy and embedder, one tracker and tracklet
     builder per camera. Loading the models resets torch's thread count: set again here.
     """
-    from pipeline.tracking import TRACKERS, TrackletBuilder
+    from pipeline.tracking import TrackletBuilder
 
     where = config.source_file
+    make_tracker = tracker_factory(config)
     embedding = _embedding(config, device, threads, camera_ids)
     detector = _camera_detector(config, device)
     set_threads(threads)  # importing ultralytics resets torch's thread count
     check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
     return InProcessCameras(
         detector=detector, embedding=embedding, timer=timer,
-        trackers={cid: build_component(TRACKERS, config.tracker.name,
-                                       dict(config.tracker.params), "tracker", where)
-                  for cid in camera_ids},
+        trackers={cid: make_tracker() for cid in camera_ids},
         builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
         outage_reset_s=outage_reset_s,
         crops=BestCrops() if config.output.store else None)
@@ -420,6 +466,8 @@ def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
     live = live_cameras(config, is_stream_uri)
     check_cameras(config)  # before any model loads, so a typo fails at once
     camera_views(config)
+    tracker_factory(config)
+    check_coupled(config)
     floor = floor_positions(config)
     plan = floor_plan(config)
     association = build_association(config, live, floor)

@@ -22,7 +22,8 @@ from pipeline.export.crops import BestCrops
 from pipeline.geometry import clip_xyxy
 from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
-from pipeline.types import Detections, Frame, TrackKey, Tracklet, Tracks
+from pipeline.tracking import Tracker
+from pipeline.types import Frame, TrackKey, Tracklet, Tracks
 
 __all__ = ["InProcessCameras"]
 
@@ -35,7 +36,7 @@ class InProcessCameras:
     Args:
         detector: Batched person detector (``detect(images) -> list[Detections]``).
         embedding: Chooses and embeds crops; None runs motion only.
-        trackers: Per camera, a tracker (``update(Detections) -> Tracks``).
+        trackers: Per camera, a tracker (``pipeline.tracking.Tracker``).
         builders: Per camera, a ``TrackletBuilder``.
         timer: Accumulates the time of each stage.
         outage_reset_s: A camera silent this long has its tracks ended when it comes
@@ -46,7 +47,7 @@ class InProcessCameras:
     """
 
     def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
-                 trackers: Mapping[str, Any], builders: Mapping[str, Any], timer: StageTimer,
+                 trackers: Mapping[str, Tracker], builders: Mapping[str, Any], timer: StageTimer,
                  outage_reset_s: float | None = None, crops: BestCrops | None = None) -> None:
         self.detector = detector
         self.embedding = embedding
@@ -125,9 +126,9 @@ class InProcessCameras:
         """End the tracks of cameras that come back after an outage.
 
         The tracker's lost-track buffer counts frames, not seconds: after a long outage it
-        would happily continue an old track with whoever stands there now. Feeding it
-        empty frames expires its tracks without resetting its id counter (ids stay
-        unique); the embedding schedule of the camera starts afresh too.
+        would happily continue an old track with whoever stands there now. Its tracks
+        end without resetting its id counter (ids stay unique); the embedding schedule
+        of the camera starts afresh too.
         """
         for frame in tick:
             cid = frame.camera_id
@@ -137,8 +138,7 @@ class InProcessCameras:
                 continue
             logger.info("camera %s: %.1f s without frames; ending its open tracks",
                         cid, frame.timestamp_s - previous)
-            for _ in range(int(getattr(self.trackers[cid], "max_lost_frames", 30)) + 2):
-                self.trackers[cid].update(Detections.empty())
+            self.trackers[cid].end_tracks()
             self._ended += self.builders[cid].finish()
             if self.embedding is not None:
                 self.embedding.reset(cid)

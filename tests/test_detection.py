@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.detection import DETECTORS, YoloDetector, build_detector
+from pipeline.assembly import build_component
+from pipeline.detection import DETECTORS, YoloDetector
 from pipeline.detection.yolo import _to_detections
 from pipeline.geometry import iou_matrix, linear_assignment, tlwh_to_xyxy
 from tests.conftest import DATA
@@ -128,7 +129,8 @@ def test_only_person_class_is_kept():
 def test_yolo11n_also_loads(pets_frames):
     gt = np.loadtxt(PETS / "gt" / "gt.txt", delimiter=",")
     threads = torch.get_num_threads()
-    detector = build_detector("yolo", weights=WEIGHTS / "yolo11n_int8.tflite", threads=1)
+    detector = build_component(DETECTORS, "yolo", {"weights": WEIGHTS / "yolo11n_int8.tflite",
+                                                   "threads": 1}, "detector", "test")
     assert torch.get_num_threads() == threads  # importing ultralytics must not change it
     dets = detector.detect([pets_frames[400]])[0]
     assert _matches(dets.xyxy, tlwh_to_xyxy(gt[gt[:, 0] == 400][:, 2:6])) == 3
@@ -137,8 +139,8 @@ def test_yolo11n_also_loads(pets_frames):
 def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_model.tflite"):
         YoloDetector(weights=tmp_path / "no_such_model.tflite")
-    with pytest.raises(ValueError, match="Unknown detector 'rtdetr'.*yolo"):
-        build_detector("rtdetr", weights=WEIGHTS / "yolov8n_int8.tflite")
+    with pytest.raises(ValueError, match="test: unknown detector 'rtdetr'.*yolo"):
+        build_component(DETECTORS, "rtdetr", {}, "detector", "test")
     assert set(DETECTORS) == {"yolo"}
     with pytest.raises(ValueError, match="conf and iou"):
         YoloDetector(weights=WEIGHTS / "yolov8n_int8.tflite", conf=1.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 BOTTOM = {"pipeline", "pipeline.types", "pipeline.geometry", "pipeline.calibration",
-          "pipeline.closing", "pipeline.int8"}
+          "pipeline.closing", "pipeline.int8", "pipeline.registry"}
 STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "evaluation"}
 # Top-level modules above the stages, by rank: a module imports only lower ranks
 # (stages rank 1, the bottom 0). runtime and config know no stage: the components

@@ -126,9 +126,9 @@ def test_bad_score_scale_is_refused(scale):
 
 
 def test_config_can_declare_the_tracker_options():
-    from pipeline.config import ConfigError, check_params
+    from pipeline.tracking import TrackerOptions
 
-    check_params(ByteTracker, {"score_scale": 100.0, "low_extends_lost": False}, "tracker",
-                 "run.yaml")
-    with pytest.raises(ConfigError, match="score_scal"):
-        check_params(ByteTracker, {"score_scal": 100.0}, "tracker", "run.yaml")
+    options = TrackerOptions.from_params({"score_scale": 100.0, "low_extends_lost": False})
+    assert ByteTracker(options).options.score_scale == 100.0
+    with pytest.raises(ValueError, match="'score_scal'.*score_scale"):
+        TrackerOptions.from_params({"score_scal": 100.0})

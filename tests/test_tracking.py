@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.geometry import iou_matrix
-from pipeline.tracking import TRACKERS, ByteTracker, build_tracker
+from pipeline.tracking import TRACKERS, ByteTracker, TrackerOptions
 from pipeline.tracking import kalman as kal
 from pipeline.tracking.costs import (
     embedding_distance,
@@ -262,13 +262,44 @@ def test_track_removed_after_max_lost_frames(gap, same_id):
         assert tracker.update(make_dets([_box(100)])).track_id.tolist() == [first[0] + 1]
 
 
-def test_registry():
+def test_registry_and_options(tmp_path):
+    from dataclasses import replace
+
+    from pipeline.assembly import tracker_factory
+    from pipeline.config import ComponentConfig, ConfigError, load_config
+    from tests.conftest import SAMPLE_CONFIG
+
     assert TRACKERS["bytetrack"] is ByteTracker
-    assert build_tracker("bytetrack", max_lost_frames=3).max_lost_frames == 3
-    with pytest.raises(KeyError, match="bytetrack"):
-        build_tracker("sort")
-    with pytest.raises(ValueError):
+    options = TrackerOptions(max_lost_frames=3)
+    assert ByteTracker(options).options is options
+    assert ByteTracker(options, min_hits=1).options == replace(options, min_hits=1)
+    with pytest.raises(ValueError, match="low_thresh <= high_thresh"):
         ByteTracker(low_thresh=0.7, high_thresh=0.5)
+    with pytest.raises(ValueError, match="unknown key.*'max_lost'.*max_lost_frames"):
+        ByteTracker(max_lost=3)
+    with pytest.raises(AttributeError):
+        options.min_hits = 1  # frozen
+    # from a config: checked once, one options record for every camera's tracker
+    config = load_config(SAMPLE_CONFIG)
+    make = tracker_factory(config)
+    first, second = make(), make()
+    assert first is not second and first.options is second.options
+    assert first.options.appearance_thresh == config.tracker.params["appearance_thresh"]
+    for name, params, words in (("sort", {}, "unknown tracker 'sort'; choose one of: bytetrack"),
+                                ("bytetrack", {"max_lost": 3}, "unknown key(s) 'max_lost'"),
+                                ("bytetrack", {"fusion": "max"}, "unknown fusion 'max'")):
+        bad = replace(config, tracker=ComponentConfig(name=name, params=params))
+        with pytest.raises(ConfigError, match="tracker: ") as error:
+            tracker_factory(bad)
+        assert words in str(error.value) and str(SAMPLE_CONFIG) in str(error.value)
+
+
+def test_end_tracks_keeps_the_id_counter():
+    tracker = ByteTracker(min_hits=1)
+    first = tracker.update(make_dets([_box(0)])).track_id.tolist()
+    tracker.end_tracks()
+    assert tracker.num_tracks == 0
+    assert tracker.update(make_dets([_box(0)])).track_id.tolist() == [first[0] + 1]
 
 
 # ------------------------------------------------------------ real data: PETS09-S2L1
@@ -318,3 +349,33 @@ def test_pets09_gt_identity_consistency():
     noisy = _pets_identity(jitter=0.03, drop=0.1)
     # Measured (seed 0): 15/19 consistent, 9 switches, recall 0.88.
     assert noisy["consistent"] >= 0.7 and noisy["switches"] <= 15 and noisy["recall"] > 0.85
+
+
+def test_options_of_two_sections_are_checked_together(caplog):
+    from dataclasses import replace
+
+    from pipeline.assembly import check_coupled
+    from pipeline.config import ComponentConfig, load_config
+    from tests.conftest import SAMPLE_CONFIG
+
+    config = load_config(SAMPLE_CONFIG)
+    with caplog.at_level("WARNING", logger="pipeline.assembly"):
+        check_coupled(config)  # the shipped config is consistent
+    assert not caplog.records
+    strict = replace(config, detector=ComponentConfig(
+        name="yolo", params={**config.detector.params, "conf": 0.25}))
+    picky = replace(config, reid=replace(config.reid, min_score=0.6))
+    scaled = replace(config, tracker=ComponentConfig(name="bytetrack", params={
+        **config.tracker.params, "score_scale": 100.0}), detector=ComponentConfig(
+        name="yolo", params={**config.detector.params, "conf": 5.0}),
+        reid=replace(config.reid, min_score=30.0))
+    for case, words in ((strict, "detector.conf 0.25 is above the tracker's low_thresh 0.1"),
+                        (picky, "reid.min_score 0.6 is above the tracker's high_thresh 0.4")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pipeline.assembly"):
+            check_coupled(case)
+        assert [r.getMessage() for r in caplog.records if words in r.getMessage()], words
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.assembly"):
+        check_coupled(scaled)  # thresholds compared on the detector's scale: 10 and 40
+    assert not caplog.records

@@ -19,6 +19,8 @@ import importlib
 
 import torch.nn as nn
 
+from pipeline.registry import lookup
+
 REID_MODELS: dict[str, str] = {
     "hacnn": "pipeline.reid.models.hacnn:HACNN",
     "rga": "pipeline.reid.models.rga:RGANet",
@@ -33,11 +35,6 @@ def build_reid_model(name: str, **kwargs: object) -> nn.Module:
     Raises:
         ValueError: ``name`` is not in ``REID_MODELS`` (the message lists the choices).
     """
-    try:
-        target = REID_MODELS[name]
-    except KeyError:
-        choices = ", ".join(sorted(REID_MODELS))
-        raise ValueError(f"unknown re-id model {name!r}; choose one of: {choices}") from None
-    module_name, class_name = target.split(":")
+    module_name, class_name = lookup(REID_MODELS, name, "re-id model").split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**kwargs)

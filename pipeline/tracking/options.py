@@ -1,0 +1,133 @@
+"""The per-camera tracker's options: one frozen record, checked when it is made.
+
+The run config's ``tracker`` section (all but ``name``) becomes one
+:class:`TrackerOptions`, validated once when the run is built; the tracker's constructor
+is the only consumer. Fields are documented on the class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from pipeline.tracking.costs import FUSION_MODES
+
+__all__ = ["OUTPUT_BOXES", "TrackerOptions"]
+
+# What a matched track reports: the Kalman filter's corrected box, or the raw detection.
+OUTPUT_BOXES = ("filtered", "detection")
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """How a ``ByteTracker`` associates, confirms and ends tracks.
+
+    Attributes:
+        high_thresh: Detections scoring >= this enter the first association.
+        low_thresh: Detections scoring in [low_thresh, high_thresh) enter the second.
+        new_track_thresh: Unmatched high detections scoring >= this start a track.
+        match_thresh: Max fused cost accepted in the first association.
+        second_match_thresh: Max ``1 - IoU`` accepted for low-score detections.
+        unconfirmed_match_thresh: Max cost accepted for tentative tracks.
+        max_lost_frames: Frames a lost track is kept for re-acquisition.
+        min_hits: Consecutive matches that confirm a track (1 = confirm at birth).
+        activate_first_frame: Confirm tracks born on the very first frame at once
+            (a video that starts mid-scene has people on it already).
+        min_iou: Overlap for a pair to be allowed on motion alone (first stage).
+        appearance_weight: Weight of appearance in the fused first-stage cost.
+        appearance_thresh: Cosine distance under which a pair looks alike; pairs
+            without overlap are allowed only when inside the Kalman gate and alike, and a
+            lost track takes only a box that looks like it.
+        fusion: "weighted" or "min", see ``costs.fuse_motion_appearance``.
+        ema_alpha: Momentum of a track's appearance (``e = a * e + (1 - a) * new``).
+        duplicate_iou: A lost track overlapping a tracked one above this is dropped.
+        score_scale: The score the detector gives a certain detection. Scores are
+            divided by it (and clipped to [0, 1]) before every threshold and the score
+            fusion, so detections replayed from another detector (e.g. MOT15's ACF,
+            -0.5 ... 139) track like probabilities once their scale is declared; the
+            output keeps the detector's own scores. 1.0 = scores are probabilities.
+        low_extends_lost: Let low-score detections re-acquire lost tracks (stage 2),
+            not only extend tracked ones.
+        adaptive_noise: Measure the detector's box jitter from the tracks (second
+            differences of strong boxes in consecutive frames,
+            ``pipeline.tracking.noise``) and use it, times ``noise_gain``, as the Kalman
+            filter's measurement noise, instead of a fixed 1/20 of the box height.
+            Exact boxes are then followed exactly and jittery ones smoothed as much
+            as they need (docs/BENCHMARKS.md §3d).
+        noise_gain: Factor on the measured jitter std. Above 1 because a detector's
+            errors persist over frames (a box cut off by an occluder stays cut off),
+            which frame-to-frame statistics do not see. Measured (docs/BENCHMARKS.md
+            §3d): 1 and 2 lose PETS09 motion-only IDF1 against the fixed model, 3
+            keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
+        output_box: "filtered" (default) reports the filter's corrected box, the
+            ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
+        max_weak_frames: Frames after a track's last strong (>= ``high_thresh``) box
+            during which low-score boxes may still extend or re-acquire it (stage 2).
+            Measured on PETS09 (docs/BENCHMARKS.md §3e): beyond 30 frames, 5 low-score
+            rows hit a person and 153 did not (a 280-frame ghost held by a background
+            box scoring 0.1-0.16). ``None`` = no limit (ByteTrack).
+
+    The score thresholds (0.4 / 0.1 / 0.5) come from ``benchmarks/tracker_thresholds.py``
+    (PETS09 with the real detector, HA-CNN and motion only) and the MOT17 noise study
+    (``benchmarks/noise_study.py --ours-variants``): against the earlier 0.6 / 0.7 they
+    keep partly hidden people, whose detector scores drop (docs/BENCHMARKS.md §3).
+
+    Raises:
+        ValueError: a value out of range (the message names the field).
+    """
+
+    high_thresh: float = 0.4
+    low_thresh: float = 0.1
+    new_track_thresh: float = 0.5
+    match_thresh: float = 0.8
+    second_match_thresh: float = 0.5
+    unconfirmed_match_thresh: float = 0.7
+    max_lost_frames: int = 30
+    min_hits: int = 2
+    activate_first_frame: bool = True
+    min_iou: float = 0.1
+    appearance_weight: float = 0.5
+    appearance_thresh: float = 0.25
+    fusion: str = "weighted"
+    ema_alpha: float = 0.9
+    duplicate_iou: float = 0.85
+    score_scale: float = 1.0
+    low_extends_lost: bool = True
+    adaptive_noise: bool = True
+    noise_gain: float = 3.0
+    output_box: str = "filtered"
+    max_weak_frames: int | None = 30
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_thresh <= self.high_thresh <= 1.0:
+            raise ValueError(f"need 0 <= low_thresh <= high_thresh <= 1, got "
+                             f"{self.low_thresh}, {self.high_thresh}")
+        if self.fusion not in FUSION_MODES:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {FUSION_MODES}")
+        if not self.score_scale > 0 or not np.isfinite(self.score_scale):
+            raise ValueError(
+                f"score_scale must be a positive number (the score your detector gives a "
+                f"certain detection, 1.0 for probabilities), got {self.score_scale}")
+        if self.output_box not in OUTPUT_BOXES:
+            raise ValueError(f"unknown output_box {self.output_box!r}; choose one of "
+                             f"{OUTPUT_BOXES}")
+        if not self.noise_gain > 0 or not np.isfinite(self.noise_gain):
+            raise ValueError(f"noise_gain must be a positive number, got {self.noise_gain}")
+        if self.min_hits < 1 or self.max_lost_frames < 0:
+            raise ValueError(f"min_hits must be >= 1 and max_lost_frames >= 0, got "
+                             f"{self.min_hits}, {self.max_lost_frames}")
+        if self.max_weak_frames is not None and self.max_weak_frames < 0:
+            raise ValueError(f"max_weak_frames must be >= 0 or None, got {self.max_weak_frames}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrackerOptions:
+        """From a config mapping; ValueError names an unknown key and lists the known."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                             f"{', '.join(sorted(names))}")
+        return cls(**params)
