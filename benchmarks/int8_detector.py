@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--timed", action="store_true")
     args = parser.parse_args()
     detectors = {"f32": YoloDetector(weights=RECOVERED, backend="openvino", imgsz=IMGSZ,
-                                     conf=0.1, threads=args.threads, precision="f32")}
+                                     conf=0.1, threads=args.threads, precision="fp32")}
     for folder in args.candidates:
         weights = folder / RECOVERED.name
         detectors[folder.name] = YoloDetector(weights=weights, backend="openvino", imgsz=IMGSZ,

@@ -50,7 +50,7 @@ class GoldenCase:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
-_FP32 = {"detector": {"precision": "f32"}, "reid": {"precision": "fp32"}, "threads": 2}
+_FP32 = {"detector": {"precision": "fp32"}, "reid": {"precision": "fp32"}, "threads": 2}
 
 CASES: dict[str, GoldenCase] = {
     "sample_offline": GoldenCase("configs/sample.yaml", 40,

@@ -127,3 +127,14 @@ def test_stream_options_are_refused_for_files(tmp_path):
     text = str(info.value)
     assert text.startswith(str(path)) and "camera 'lobby'" in text
     assert "apply only to live sources" in text and "a.mp4 is a file or folder" in text
+
+
+def test_one_spelling_of_precision_for_detector_and_reid():
+    from pipeline.precision import PRECISIONS, parse_precision
+
+    assert PRECISIONS == ("fp32", "bf16", "int8")
+    assert parse_precision("f32", "detector") == "fp32"  # OpenVINO's name is accepted
+    assert parse_precision(None, "detector", allow_none=True) is None
+    for value, allow_none in (("fp16", False), (None, False), ("F32", True)):
+        with pytest.raises(ValueError, match="precision must be one of fp32, bf16, int8"):
+            parse_precision(value, "reid", allow_none=allow_none)

@@ -55,7 +55,7 @@ def test_shipped_irs_exist_for_the_shipped_configs():
 
 def test_int8_detector_keeps_the_f32_people(frames):
     f32, int8 = _detector(precision="f32"), _detector(precision="int8")
-    assert int8._net.precision == "int8" and f32._net.precision == "f32"
+    assert int8._net.precision == "int8" and f32._net.precision == "fp32"
     kept = total = 0
     for ref, got in zip(f32.detect(frames), int8.detect(frames), strict=True):
         strong = ref.score >= 0.4  # the boxes that start and carry tracks
@@ -81,7 +81,7 @@ def test_int8_falls_back_to_f32_where_no_ir_was_made(caplog):
         other = YoloDetector(weights=DETECTOR, backend="openvino", imgsz=(320, 576),
                              threads=1, precision="int8")
     # OpenVINO's float default for this CPU: bf16 where it has AVX512-BF16/AMX, else f32
-    assert other._net.precision in ("f32", "bf16")
+    assert other._net.precision in ("fp32", "bf16")
     assert "quantize_openvino.py detector" in caplog.text and "320x576" in caplog.text
 
 

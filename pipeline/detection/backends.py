@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.precision import parse_precision
+
 __all__ = ["BACKENDS", "DetectorBackend", "default_cache_dir", "infer_backend", "onnx_export"]
 
 logger = logging.getLogger(__name__)
@@ -204,7 +206,7 @@ class OpenVinoBackend(DetectorBackend):
         int8 = None
         if precision == "int8":
             int8 = _int8_ir(weights, imgsz)
-            precision = None if int8 is None else "f32"  # f32 for the layers kept float
+            precision = None if int8 is None else "fp32"  # for the layers kept float
         if int8 is not None:
             path, self.names = int8
         elif weights.suffix.lower() == ".xml":
@@ -220,14 +222,14 @@ class OpenVinoBackend(DetectorBackend):
             "INFERENCE_NUM_THREADS": int(threads),
         }
         if precision is not None:
-            config["INFERENCE_PRECISION_HINT"] = {"bf16": ov.Type.bf16, "f32": ov.Type.f32}[
+            config["INFERENCE_PRECISION_HINT"] = {"bf16": ov.Type.bf16, "fp32": ov.Type.f32}[
                 precision]
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self.batches = self.streams > 1
         self._queue = ov.AsyncInferQueue(self._compiled, self.streams) if self.batches else None
-        self.precision = ("int8" if int8 is not None else
-                          self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+        self.precision = ("int8" if int8 is not None else parse_precision(
+            self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "detector"))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if self._queue is None or len(batch) == 1:

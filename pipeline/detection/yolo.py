@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline.detection.backends import BACKENDS, DetectorBackend, infer_backend
 from pipeline.geometry import clip_xyxy
+from pipeline.precision import parse_precision
 from pipeline.types import Detections
 
 __all__ = ["YoloDetector", "PERSON_CLASS"]
@@ -97,7 +98,8 @@ class YoloDetector:
                 identical either way.
             threads: CPU threads of the runtime; None = ``os.cpu_count()``. For the
                 torch backend this sets ``torch.set_num_threads`` process-wide.
-            precision: OpenVINO inference precision, "bf16", "f32" or "int8"; None keeps
+            precision: OpenVINO inference precision, "bf16", "fp32" (or "f32") or "int8"
+                (``pipeline.precision``); None keeps
                 OpenVINO's default (bf16 on CPUs with AVX512-BF16/AMX, else f32). "int8"
                 runs the NNCF-quantised IR made from ``.pt`` weights for this input size
                 (``tools/quantize_openvino.py``; f32 with a warning where there is none).
@@ -127,9 +129,7 @@ class YoloDetector:
             raise ValueError(f"max_det must be >= 1, got {max_det}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
-        if precision not in (None, "bf16", "f32", "int8"):
-            raise ValueError(f"precision must be 'bf16', 'f32', 'int8' or None, got "
-                             f"{precision!r}")
+        precision = parse_precision(precision, "detector", allow_none=True)
         if int(streams) < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         backend = backend or infer_backend(weights)

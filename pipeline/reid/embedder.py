@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.precision import parse_precision
 from pipeline.reid.runtimes import RUNTIMES, TRAIN_HINT
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "INPUT_PRESETS", "CropEmbedder",
@@ -213,7 +214,8 @@ class CropEmbedder:
         input_hw: Model input (height, width); only needed for ONNX files whose
             input size is dynamic.
         interpolation: Resize mode, see :func:`preprocess_crops`.
-        precision: Arithmetic for the torch and openvino backends: "fp32", or "bf16"
+        precision: Arithmetic for the torch and openvino backends (``pipeline.precision``):
+            "fp32" (or "f32"), or "bf16"
             (torch autocast / OpenVINO inference precision; faster on CPUs with
             AVX-512 BF16, and the arithmetic the shipped HA-CNN was trained in), or
             "int8" (openvino only: the NNCF-quantised IR beside the safetensors file,
@@ -245,9 +247,7 @@ class CropEmbedder:
         flip: bool = False,
         input_spec: object = None,
     ) -> None:
-        if precision not in ("fp32", "bf16", "int8"):
-            raise ValueError(f"unknown re-id precision {precision!r}; choose one of: bf16, "
-                             "fp32, int8")
+        precision = parse_precision(precision, "re-id")
         if precision == "int8" and backend != "openvino":
             raise ValueError("re-id precision int8 runs on the openvino backend only (its "
                              f"NNCF-quantised IR), not {backend!r}")

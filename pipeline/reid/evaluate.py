@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.precision import PRECISIONS
 from pipeline.reid.datasets import load_protocol
 from pipeline.reid.metrics import cosine_distance, evaluate_rank
 
@@ -175,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="auto",
                         help="inference backend; auto: onnx for .onnx, openvino for .xml, torch "
                         "otherwise")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="torch autocast / OpenVINO inference precision; int8: the "
                              "OpenVINO INT8 IR beside the safetensors file")
     parser.add_argument("--flip", action="store_true",
