@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.association import ASSOCIATORS, Association
 from pipeline.calibration import FloorPlan, FloorPositions, calibration_from_config
-from pipeline.config import ConfigError, ReidConfig, RunConfig, check_params
+from pipeline.config import ConfigError, ReidConfig, RunConfig, RunOptions, check_params
 from pipeline.executor import InProcessCameras
 from pipeline.export import sinks as out
 from pipeline.export.crops import BestCrops
@@ -411,7 +411,7 @@ class ExecutorContext:
     """
 
     config: RunConfig
-    options: Any
+    options: RunOptions
     live: bool
     association: Association
     device: str
@@ -448,7 +448,7 @@ def in_process(ctx: ExecutorContext) -> tuple[Any, list[Any], Any, float]:
     return cameras, sources, camera_set, wall_start
 
 
-def build_run(config: RunConfig, out_dir: Path, options: Any, stack: ExitStack,
+def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: ExitStack,
               executor: Any = in_process) -> RunParts:
     """Build every component of a run; sources and sinks are closed by ``stack``.
 

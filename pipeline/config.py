@@ -29,6 +29,7 @@ __all__ = [
     "ExecutorConfig",
     "EXECUTORS",
     "RunConfig",
+    "RunOptions",
     "load_config",
     "check_params",
 ]
@@ -245,6 +246,39 @@ _TOP_KEYS = {
     "cameras", "detector", "tracker", "reid", "tracklets", "association", "output",
     "device", "threads", "decode_ahead", "executor",
 }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line overrides of a config for one run.
+
+    Attributes:
+        max_frames: Stop after this many ticks.
+        duration_s: Stop after this many wall-clock seconds (live cameras, or any run).
+        health_interval_s: Seconds between health log lines of live cameras.
+        flush_s: Longest time written rows stay in memory before reaching the files.
+        stream_options: ``StreamSource`` keyword arguments for every live camera
+            (timeouts, backoff, queue size); they override each camera's ``stream``.
+        outage_reset_s: A live camera silent this long has its tracks ended (so a
+            person seen after the outage is not glued to a track from before it).
+        handle_signals: SIGINT/SIGTERM stop the run cleanly (main thread only).
+        ray_address: Run the cameras on Ray (``pipeline.ray_executor``): ``""`` = the
+            config's ``executor.address`` (default ``local``), else an address; None =
+            as the config's ``executor.name`` says.
+    """
+
+    max_frames: int | None = None
+    save_video: bool | None = None
+    device: str | None = None
+    threads: int | None = None
+    progress: bool = True
+    duration_s: float | None = None
+    health_interval_s: float = 30.0
+    flush_s: float = 2.0
+    stream_options: Mapping[str, Any] | None = None
+    outage_reset_s: float = 3.0
+    handle_signals: bool = True
+    ray_address: str | None = None
 
 
 def _check_keys(section: str, data: Mapping[str, Any], allowed: set[str], where: str) -> None:

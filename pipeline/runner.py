@@ -41,7 +41,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,7 @@ from typing import Any
 
 from pipeline.assembly import RunParts, build_run, in_process
 from pipeline.association import FloorCue
-from pipeline.config import RunConfig
+from pipeline.config import RunConfig, RunOptions
 from pipeline.runtime import StageTimer
 from pipeline.sources import early_endings
 from pipeline.types import Frame, FrameTracks, Identities
@@ -57,39 +57,6 @@ from pipeline.types import Frame, FrameTracks, Identities
 __all__ = ["RunOptions", "run", "StageTimer"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Command-line overrides of a config for one run.
-
-    Attributes:
-        max_frames: Stop after this many ticks.
-        duration_s: Stop after this many wall-clock seconds (live cameras, or any run).
-        health_interval_s: Seconds between health log lines of live cameras.
-        flush_s: Longest time written rows stay in memory before reaching the files.
-        stream_options: ``StreamSource`` keyword arguments for every live camera
-            (timeouts, backoff, queue size); they override each camera's ``stream``.
-        outage_reset_s: A live camera silent this long has its tracks ended (so a
-            person seen after the outage is not glued to a track from before it).
-        handle_signals: SIGINT/SIGTERM stop the run cleanly (main thread only).
-        ray_address: Run the cameras on Ray (``pipeline.ray_executor``): ``""`` = the
-            config's ``executor.address`` (default ``local``), else an address; None =
-            as the config's ``executor.name`` says.
-    """
-
-    max_frames: int | None = None
-    save_video: bool | None = None
-    device: str | None = None
-    threads: int | None = None
-    progress: bool = True
-    duration_s: float | None = None
-    health_interval_s: float = 30.0
-    flush_s: float = 2.0
-    stream_options: Mapping[str, Any] | None = None
-    outage_reset_s: float = 3.0
-    handle_signals: bool = True
-    ray_address: str | None = None
 
 
 @dataclass
@@ -102,7 +69,7 @@ class _Progress:
     now_s: float = 0.0
 
 
-def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
+def run(config: RunConfig, out_dir: Path, options: RunOptions | None = None) -> dict[str, Any]:
     """Run the whole pipeline on the configured cameras and write the outputs.
 
     Live cameras (rtsp://, http(s)://, webcam) are read until ``options.duration_s``,
@@ -112,6 +79,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions = RunOptions()) ->
     Returns:
         The summary that was written to ``out_dir/summary.json``.
     """
+    options = options if options is not None else RunOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(frames=dict.fromkeys((c.id for c in config.cameras), 0))
