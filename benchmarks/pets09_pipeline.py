@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     config: Path | RunConfig = args.config
     if args.set:
-        from benchmarks.speed import apply_overrides, parse_lever
+        from benchmarks.lib.levers import apply_overrides, parse_lever
 
         config = apply_overrides(load_config(args.config), parse_lever(f"set={args.set}")[1])
     print(json.dumps(evaluate_pets09(config, args.out, max_frames=args.max_frames),

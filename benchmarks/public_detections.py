@@ -117,7 +117,7 @@ def main() -> int:
     config = load_config(args.config)
     motion_config = load_config(args.motion_config)
     if args.set:
-        from benchmarks.speed import apply_overrides, parse_lever
+        from benchmarks.lib.levers import apply_overrides, parse_lever
 
         overrides = parse_lever(f"set={args.set}")[1]
         config = apply_overrides(config, overrides)

@@ -45,6 +45,8 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from benchmarks.lib.levers import apply_overrides, parse_lever
+
 REPO = Path(__file__).resolve().parents[1]
 SCENES = {"sample": REPO / "configs" / "sample.yaml",
           "pets09": REPO / "configs" / "pets09_s2l1.yaml"}
@@ -52,44 +54,6 @@ VARIANTS = ("ours", "ours-motion", "ultralytics", "ultralytics-openvino")
 
 
 # ------------------------------------------------------------------------------ workers
-def parse_lever(text: str) -> tuple[str, dict[str, object]]:
-    """``NAME=KEY=VALUE,KEY=VALUE`` -> (NAME, {KEY: value}); values parsed as YAML."""
-    import yaml
-
-    name, _, settings = text.partition("=")
-    overrides = {}
-    for item in filter(None, settings.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key.split(".")[0] not in SECTIONS or "." not in key:
-            raise SystemExit(f"--lever {text!r}: expected NAME=detector.KEY=VALUE, "
-                             "tracker.KEY=VALUE, association.KEY=VALUE, reid.KEY=VALUE or "
-                             "run.KEY=VALUE, comma-separated")
-        overrides[key] = yaml.safe_load(value)
-    if not name or not overrides or name in VARIANTS:
-        raise SystemExit(f"--lever {text!r}: give a new variant name and at least one setting")
-    return name, overrides
-
-
-SECTIONS = ("detector", "tracker", "association", "reid", "run")
-
-
-def apply_overrides(config, overrides: dict[str, object]):
-    """The config with ``detector.KEY`` / ``tracker.KEY`` / ``association.KEY``
-    parameters and ``reid.KEY`` fields replaced."""
-    detector = dict(config.detector.params)
-    tracker = dict(config.tracker.params)
-    association = dict(config.association.params)
-    reid, top = {}, {}
-    for key, value in overrides.items():
-        section, field = key.split(".", 1)
-        {"detector": detector, "tracker": tracker, "association": association, "reid": reid,
-         "run": top}[section][field] = value
-    return replace(config, detector=replace(config.detector, params=detector),
-                   tracker=replace(config.tracker, params=tracker),
-                   association=replace(config.association, params=association),
-                   reid=replace(config.reid, **reid), **top)
-
-
 def worker_ours(config_path: Path, max_frames: int | None, motion_only: bool,
                 overrides: dict[str, object] | None = None) -> dict:
     """One pipeline run in this process; the runner's summary figures."""
@@ -203,7 +167,8 @@ def main() -> int:
                         help="ticks per run (default: whole videos)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads of ultralytics' runtime (ours: the config's)")
-    parser.add_argument("--lever", action="append", default=[], type=parse_lever,
+    parser.add_argument("--lever", action="append", default=[],
+                        type=lambda text: parse_lever(text, reserved=VARIANTS),
                         metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                         help="one more variant: the shipped config with these settings")
     parser.add_argument("--json", type=Path)

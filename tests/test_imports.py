@@ -11,10 +11,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 BOTTOM = {"pipeline", "pipeline.types", "pipeline.geometry", "pipeline.calibration",
-          "pipeline.closing", "pipeline.int8", "pipeline.registry"}
+          "pipeline.closing", "pipeline.int8", "pipeline.registry",
+          "pipeline.precision"}
 STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "evaluation"}
 # Top-level modules above the stages, by rank: a module imports only lower ranks
 # (stages rank 1, the bottom 0). runtime and config know no stage: the components
@@ -25,12 +28,12 @@ TOP = {"pipeline.runtime": 1, "pipeline.config": 1, "pipeline.executor": 2,
        "pipeline.runner": 6, "pipeline.cli": 7}
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def _module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, package: str = "pipeline") -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -40,12 +43,12 @@ def _imports(path: Path) -> set[str]:
             found.add(node.module)
             # "from pipeline.x import y" may name a submodule y
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.split(".")[0] == "pipeline"}
+    return {name for name in found if name.split(".")[0] == package}
 
 
-def _modules() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: {i for i in _imports(path) if i in modules and i != name}
+def _modules(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = {_module_name(p, package): p for p in package.rglob("*.py")}
+    return {name: {i for i in _imports(path, package.name) if i in modules and i != name}
             for name, path in modules.items()}
 
 
@@ -86,8 +89,11 @@ def test_layering():
     assert not problems, "\n".join(sorted(problems))
 
 
-def test_no_import_circles():
-    graph = _modules()
+@pytest.mark.parametrize("package", ["pipeline", "benchmarks"])
+def test_no_import_circles(package):
+    """Neither the package nor the benchmarks (whose shared helpers live in
+    ``benchmarks/lib``) import in a circle, function-level imports included."""
+    graph = _modules(PACKAGE.parent / package)
     # a package's __init__ re-exports its modules: only edges between modules count
     edges = {m: {i for i in imports if not (m.startswith(i + ".") or i.startswith(m + "."))}
              for m, imports in graph.items()}
