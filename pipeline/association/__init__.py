@@ -4,7 +4,7 @@ Both modes implement :class:`Association` and receive one :class:`AssociationRul
 the distance between tracklets is injected (``distance``, ``terms``).
 """
 
-from pipeline.association.base import Association
+from pipeline.association.base import Association, Schedule
 from pipeline.association.ground import FloorCue, GroundCue, ground_distance
 from pipeline.association.offline import OfflineAssociator, average_linkage
 from pipeline.association.online import OnlineAssociator, OnlineOptions
@@ -29,6 +29,7 @@ __all__ = [
     "FloorCue",
     "GroundCue",
     "OfflineAssociator",
+    "Schedule",
     "OnlineAssociator",
     "OnlineOptions",
     "Revision",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.association.rules import (
@@ -22,7 +23,27 @@ from pipeline.association.rules import (
 )
 from pipeline.types import Identities, Revision, TrackKey, Tracklet
 
-__all__ = ["Association"]
+__all__ = ["Association", "Schedule"]
+
+
+@dataclass
+class Schedule:
+    """When association is due: every ``every_s`` seconds of run clock, the first call
+    due; never with ``every_s`` None (offline association waits for the end).
+
+    The associator owns one; a camera worker elsewhere (``pipeline.ray_worker``) gets
+    a copy (:meth:`Association.new_schedule`) and decides by the same rule when to hand
+    on its tracklet events.
+    """
+
+    every_s: float | None = None
+    last_s: float = float("-inf")
+
+    def due(self, now_s: float) -> bool:
+        if self.every_s is None or now_s - self.last_s < self.every_s:
+            return False
+        self.last_s = now_s
+        return True
 
 
 class Association(ABC):
@@ -61,6 +82,10 @@ class Association(ABC):
         if cls.options_type is None:
             return cls(rules=rules, terms=terms)
         return cls(rules=rules, options=cls.options_type(**own), terms=terms)
+
+    def new_schedule(self) -> Schedule:
+        """A fresh copy of this mode's schedule (``every_s`` of its options, if any)."""
+        return Schedule(getattr(getattr(self, "options", None), "every_s", None))
 
     def due(self, now_s: float) -> bool:
         """Whether the runner should call :meth:`update` at ``now_s`` (run clock, s)."""

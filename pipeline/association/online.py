@@ -138,7 +138,7 @@ class OnlineAssociator(Association):
         self.revisions = 0
         self.constraint_moves = 0  # changes made before confirmation (constraints)
         self._last_round = False
-        self._last_due_s = float("-inf")
+        self._schedule = self.new_schedule()
 
     @property
     def snapshot_frames(self) -> int:  # type: ignore[override]
@@ -152,10 +152,7 @@ class OnlineAssociator(Association):
 
     def due(self, now_s: float) -> bool:
         """Every ``options.every_s`` seconds of run clock (the first call is due)."""
-        if now_s - self._last_due_s < self.options.every_s:
-            return False
-        self._last_due_s = now_s
-        return True
+        return self._schedule.due(now_s)
 
     def identities(self) -> Identities:
         return Identities(global_of=dict(self._final), tracklets=self._tracklets,
