@@ -15,13 +15,20 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.association import ASSOCIATORS, Association
 from pipeline.calibration import FloorPlan, FloorPositions, calibration_from_config
 from pipeline.config import ConfigError, ReidConfig, RunConfig, RunOptions, check_params
-from pipeline.executor import InProcessCameras
+from pipeline.executor import (
+    Cameras,
+    ExecutorContext,
+    InProcessCameras,
+    Placement,
+    in_process,
+)
 from pipeline.export import sinks as out
 from pipeline.export.crops import BestCrops
 from pipeline.registry import lookup
@@ -35,9 +42,8 @@ from pipeline.runtime import (
 if TYPE_CHECKING:
     from pipeline.tracking import Tracker
 
-__all__ = ["ExecutorContext", "RunParts", "build_association", "build_cameras",
-           "build_component", "build_run", "build_sinks", "check_cameras", "check_coupled",
-           "in_process", "set_threads", "stream_options_for", "tracker_factory"]
+__all__ = ["RunParts", "build_association", "build_cameras", "build_component", "build_run",
+           "build_sinks", "check_cameras", "check_coupled", "set_threads", "tracker_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,26 +261,6 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
     return sinks
 
 
-def stream_options_for(camera: Any, epoch_s: float,
-                       overrides: Mapping[str, Any] | None = None,
-                       duration_s: float | None = None) -> dict[str, Any]:
-    """``StreamSource`` keyword arguments of one live camera.
-
-    The camera's ``stream`` mapping from the config, then the run's ``overrides``
-    (``RunOptions.stream_options``, for every camera), and the run's clock origin
-    ``epoch_s`` (shared by all cameras, so their timestamps align). With a run
-    ``duration_s``, the start-up wait for a first frame (``wait_first_s``, counted from
-    ``epoch_s``) ends with the run at the latest.
-    """
-    options = {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
-               **dict(overrides or {})}
-    if duration_s is not None:
-        from pipeline.sources import first_frame_wait_s
-
-        options["wait_first_s"] = min(first_frame_wait_s(options), float(duration_s))
-    return options
-
-
 def set_threads(threads: int | None) -> int:
     import torch
 
@@ -290,7 +276,7 @@ class RunParts:
     live: bool
     association: Association
     floor: FloorPositions  # calibrated cameras' floor positions (may hold none)
-    cameras: Any  # InProcessCameras, or pipeline.ray_executor.RayCameras
+    cameras: Cameras  # InProcessCameras, or pipeline.ray_executor.RayCameras
     sources: list[Any]
     camera_set: Any
     ticks: Any
@@ -381,6 +367,7 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
     from pipeline.tracking import TrackletBuilder
 
     where = config.source_file
+    threads = set_threads(threads)  # in a Ray actor this is the first thing set
     make_tracker = tracker_factory(config)
     embedding = _embedding(config, device, threads, camera_ids)
     detector = _camera_detector(config, device)
@@ -394,62 +381,8 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
         crops=BestCrops() if config.output.store else None)
 
 
-@dataclass(frozen=True)
-class ExecutorContext:
-    """What an executor needs to place the cameras' work (see :func:`build_run`).
-
-    Attributes:
-        config: The run configuration.
-        options: The run's ``RunOptions``.
-        live: Live cameras (wall-clock ticks) or recordings (timestamp ticks).
-        association: The run's associator (its schedule decides tracklet events).
-        device: ``cpu`` or ``cuda``.
-        threads: Torch threads of this process.
-        timer: The run's stage timer.
-        stop: Set on SIGINT/SIGTERM.
-        stack: Closes what the executor opens.
-    """
-
-    config: RunConfig
-    options: RunOptions
-    live: bool
-    association: Association
-    device: str
-    threads: int
-    timer: StageTimer
-    stop: threading.Event
-    stack: ExitStack
-
-
-def in_process(ctx: ExecutorContext) -> tuple[Any, list[Any], Any, float]:
-    """The default executor: every camera's work in this process.
-
-    Returns:
-        ``(cameras, sources, camera_set, wall_start)``: the ``InProcessCameras``, the
-        opened sources, the ``CameraSet`` whose ticks feed ``cameras.process``, and the
-        ``perf_counter()`` the run's clock starts from (after the models loaded, before
-        the sources open).
-    """
-    from pipeline.sources import CameraSet, open_source
-
-    config, options = ctx.config, ctx.options
-    cameras = build_cameras(config, [c.id for c in config.cameras], device=ctx.device,
-                            threads=ctx.threads, timer=ctx.timer,
-                            outage_reset_s=options.outage_reset_s if ctx.live else None)
-    wall_start = time.perf_counter()
-    epoch = time.monotonic()  # live cameras' clock origin, shared by all
-    sources = [ctx.stack.enter_context(open_source(
-        camera_id=c.id, uri=c.source, fps=c.fps,
-        stream_options=stream_options_for(c, epoch, options.stream_options,
-                                          options.duration_s) if ctx.live else None))
-        for c in config.cameras]
-    camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=ctx.live,
-                           duration_s=options.duration_s, stop=ctx.stop, yield_empty=True)
-    return cameras, sources, camera_set, wall_start
-
-
 def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: ExitStack,
-              executor: Any = in_process) -> RunParts:
+              executor: Callable[[ExecutorContext], Placement] = in_process) -> RunParts:
     """Build every component of a run; sources and sinks are closed by ``stack``.
 
     Args:
@@ -457,9 +390,8 @@ def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: Exit
         out_dir: Existing output folder.
         options: The run's ``RunOptions`` (command-line overrides).
         stack: Owns the sources, the signal handlers and the sinks' failure path.
-        executor: Places the cameras' work: ``ExecutorContext -> (cameras, sources,
-            camera_set, wall_start)`` (:func:`in_process`, or
-            ``pipeline.ray_executor.on_ray``).
+        executor: Places the cameras' work: ``ExecutorContext -> Placement``
+            (``pipeline.executor.in_process``, or ``pipeline.ray_executor.on_ray``).
     """
     from pipeline.sources import is_stream_uri
 
@@ -482,9 +414,12 @@ def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: Exit
     stop = threading.Event()
     interrupted = stack.enter_context(stop_on_signals(stop, options.handle_signals))
     context = ExecutorContext(config=config, options=options, live=live,
-                              association=association, device=device, threads=threads,
-                              timer=timer, stop=stop, stack=stack)
-    cameras, sources, camera_set, wall_start = executor(context)
+                              association=association, make_cameras=partial(build_cameras,
+                                                                            config),
+                              device=device, threads=threads, timer=timer, stop=stop,
+                              stack=stack)
+    placed = executor(context)
+    sources, camera_set = placed.sources, placed.camera_set
     for index, source in enumerate(sources):
         try:  # live sources without a frame yet are checked at their first frame
             floor.check(source.camera_id, getattr(source, "size_wh", (0, 0)))
@@ -501,8 +436,7 @@ def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: Exit
         ticks = stack.enter_context(DecodeAhead(ticks, config.decode_ahead))
     house = Housekeeping(flush_s=options.flush_s, health_interval_s=options.health_interval_s,
                          camera_set=camera_set, sinks=sinks)
-    return RunParts(live=live, association=association, floor=floor, cameras=cameras,
-                    sources=sources,
-                    camera_set=camera_set, ticks=ticks, sinks=sinks, house=house, timer=timer,
-                    device=device, threads=threads, stop=stop, interrupted=interrupted,
-                    wall_start=wall_start)
+    return RunParts(live=live, association=association, floor=floor, cameras=placed.cameras,
+                    sources=sources, camera_set=camera_set, ticks=ticks, sinks=sinks,
+                    house=house, timer=timer, device=device, threads=threads, stop=stop,
+                    interrupted=interrupted, wall_start=placed.wall_start)

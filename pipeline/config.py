@@ -184,6 +184,7 @@ class ExecutorConfig:
         in_flight: Batches of results per actor not yet consumed by the driver (the
             bound on what a slow association leaves buffered).
         batch_frames: Frames per camera in one batch an actor returns.
+        batch_s: Live cameras: the longest an actor waits to fill one batch (seconds).
         checkpoint_frames: Frames between two checkpoints of an actor's tracker state
             (a restarted actor resumes from the last one).
         object_store_mb: Object store of a ``local`` Ray (MB).
@@ -197,6 +198,7 @@ class ExecutorConfig:
     max_restarts: int = 3
     in_flight: int = 2
     batch_frames: int = 8
+    batch_s: float = 0.5
     checkpoint_frames: int = 40
     object_store_mb: int = 150
 
@@ -213,6 +215,8 @@ class ExecutorConfig:
         for key, value in positive.items():
             if int(value) < 1:
                 raise ValueError(f"executor.{key} must be >= 1, got {value}")
+        if not self.batch_s > 0:
+            raise ValueError(f"executor.batch_s must be > 0, got {self.batch_s}")
         if not self.num_cpus_per_worker > 0:
             raise ValueError("executor.num_cpus_per_worker must be > 0, got "
                              f"{self.num_cpus_per_worker}")
@@ -265,6 +269,8 @@ class RunOptions:
         ray_address: Run the cameras on Ray (``pipeline.ray_executor``): ``""`` = the
             config's ``executor.address`` (default ``local``), else an address; None =
             as the config's ``executor.name`` says.
+        inject_worker_crash: Tests only: ``(camera, frame index)`` at which the first
+            incarnation of that camera's Ray worker exits its process.
     """
 
     max_frames: int | None = None
@@ -279,6 +285,7 @@ class RunOptions:
     outage_reset_s: float = 3.0
     handle_signals: bool = True
     ray_address: str | None = None
+    inject_worker_crash: tuple[str, int] | None = None
 
 
 def _check_keys(section: str, data: Mapping[str, Any], allowed: set[str], where: str) -> None:

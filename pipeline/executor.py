@@ -1,37 +1,55 @@
-"""Where the cameras' per-frame work runs: in this process (the executor seam).
+"""Where the cameras' per-frame work runs (the executor seam).
 
-:class:`InProcessCameras` does, for one tick of frames (one per camera): detection of
-all cameras in one call, embedding of the chosen crops of all cameras in shared
-batches, then per camera the tracker and the tracklet builder. It hands back each
-frame's tracks and, when asked, the tracklet events association needs. A Ray actor
-per camera is another class with the same three methods
-(``pipeline.ray_executor.RayCameras``); the runner, the association and the sinks do
-not change.
+:class:`InProcessCameras` is the camera worker: for one tick of frames (one per
+camera) it detects all cameras in one call, embeds the chosen crops of all cameras in
+shared batches, then runs each camera's tracker and tracklet builder. It hands back
+each frame's tracks and, when asked, the tracklet events association needs; its
+``state()`` / ``restore()`` carry everything between ticks, so a worker can go on
+elsewhere. Both executors use it as is:
+
+* :func:`in_process` (default): one worker for all cameras in this process;
+* ``pipeline.ray_executor.on_ray``: one worker per Ray actor, inside
+  ``pipeline.ray_worker.CameraWorker``, behind ``RayCameras`` in this process.
+
+An executor is ``ExecutorContext -> Placement``; the loop sees only the
+:class:`Cameras` interface, the sources and the ticks of the ``Placement``. Neither
+executor reads the run config beyond what :class:`ExecutorContext` holds: the camera
+worker itself comes from ``ExecutorContext.make_cameras`` (built by the assembly).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.association import Association
+from pipeline.config import CameraConfig, RunConfig, RunOptions
 from pipeline.export.crops import BestCrops
 from pipeline.geometry import clip_xyxy
 from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
 from pipeline.tracking import Tracker
-from pipeline.types import Frame, TrackKey, Tracklet, Tracks
+from pipeline.types import Frame, FrameInfo, TrackKey, Tracklet, Tracks
 
-__all__ = ["InProcessCameras"]
+__all__ = ["Cameras", "ExecutorContext", "InProcessCameras", "MakeCameras", "Placement",
+           "in_process", "open_cameras", "stream_options_for"]
 
 logger = logging.getLogger(__name__)
 
 
 class InProcessCameras:
-    """Detect, embed, track and build tracklets for every camera, in this process.
+    """The camera worker: detect, embed, track and build tracklets for its cameras.
+
+    ``open`` its sources, ``process`` ticks, ``events`` / ``finish`` for association,
+    ``state`` / ``restore`` to go on elsewhere, ``close``. The in-process executor runs
+    one for all cameras; each Ray actor one for its cameras.
 
     Args:
         detector: Batched person detector (``detect(images) -> list[Detections]``).
@@ -58,6 +76,22 @@ class InProcessCameras:
         self.crops = crops
         self._last_seen: dict[str, float] = {}
         self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
+        self.sources: list[Any] = []
+
+    def open(self, cameras: Sequence[CameraConfig], *, live: bool, epoch_s: float | None,
+             stream_overrides: Mapping[str, Any] | None = None,
+             duration_s: float | None = None, stack: ExitStack | None = None) -> list[Any]:
+        """Open these cameras' sources (:func:`open_cameras`); :meth:`close` closes them
+        (or ``stack``, when given)."""
+        self.sources = open_cameras(cameras, live=live, epoch_s=epoch_s,
+                                    stream_overrides=stream_overrides, duration_s=duration_s,
+                                    stack=stack)
+        return self.sources
+
+    def close(self) -> None:
+        """Close the sources :meth:`open` opened."""
+        for source in self.sources:
+            source.close()
 
     def process(self, tick: list[Frame]) -> list[tuple[Frame, Tracks, dict[int, np.ndarray]]]:
         """Detect, embed and track one tick.
@@ -114,6 +148,22 @@ class InProcessCameras:
         short = [(cid, tid) for cid, b in self.builders.items() for tid in b.short_track_ids]
         return finished, short
 
+    def state(self) -> dict[str, Any]:
+        """Everything that carries over between ticks (picklable): the trackers, the
+        tracklet builders, the outage clock, tracklets ended but not handed on, the
+        embedding schedules and counters. A worker restarted elsewhere goes on from it
+        (:meth:`restore`)."""
+        return {"trackers": self.trackers, "builders": self.builders,
+                "last_seen": self._last_seen, "ended": self._ended,
+                "embedding": None if self.embedding is None else self.embedding.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state` (of a worker with the same cameras and models)."""
+        self.trackers, self.builders = state["trackers"], state["builders"]
+        self._last_seen, self._ended = state["last_seen"], state["ended"]
+        if self.embedding is not None and state["embedding"] is not None:
+            self.embedding.restore(state["embedding"])
+
     def camera_fields(self) -> dict[str, dict[str, Any]]:
         """Per camera, extra summary fields of where it ran (none in process)."""
         return {}
@@ -150,3 +200,147 @@ def _inside_frame(tracks: Tracks, size_wh: tuple[int, int]) -> Tracks:
     if len(tracks) == 0:
         return tracks
     return replace(tracks, xyxy=clip_xyxy(tracks.xyxy, *size_wh))
+
+
+class Cameras(Protocol):
+    """What the frame loop needs of the cameras' work, wherever it runs.
+
+    ``embedding``: None without re-id, else an object whose ``stats()`` gives the
+    summary's ``reid`` counters.
+    """
+
+    embedding: Any
+
+    def process(self, tick: Sequence[Any]) -> list[tuple[FrameInfo, Tracks,
+                                                         Mapping[int, np.ndarray]]]:
+        """One tick: per camera frame ``(frame record, tracks, crops)``."""
+        ...
+
+    def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:
+        """Tracklet events since the last call: ``(open snapshots, finished)``."""
+        ...
+
+    def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:
+        """End of the run: ``(tracklets not handed on, short tracks)``."""
+        ...
+
+    def camera_fields(self) -> dict[str, dict[str, Any]]:
+        """Per camera, summary fields of where it ran."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The summary's ``executor`` section."""
+        ...
+
+
+MakeCameras = Callable[..., InProcessCameras]
+"""``make(camera_ids, *, device, threads, timer, outage_reset_s) -> InProcessCameras``:
+the camera worker of those cameras, models loaded (``pipeline.assembly.build_cameras``
+bound to the run config; picklable, so a Ray actor builds its own)."""
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor needs to place the cameras' work (see ``assembly.build_run``).
+
+    Attributes:
+        config: The run configuration (cameras, executor section, re-id switches).
+        options: The run's ``RunOptions``.
+        live: Live cameras (wall-clock ticks) or recordings (timestamp ticks).
+        association: The run's associator (its schedule decides tracklet events).
+        make_cameras: Builds the camera worker of some cameras.
+        device: ``cpu`` or ``cuda``.
+        threads: Torch threads of this process.
+        timer: The run's stage timer.
+        stop: Set on SIGINT/SIGTERM.
+        stack: Closes what the executor opens.
+    """
+
+    config: RunConfig
+    options: RunOptions
+    live: bool
+    association: Association
+    make_cameras: MakeCameras
+    device: str
+    threads: int
+    timer: StageTimer
+    stop: threading.Event
+    stack: ExitStack
+
+    @property
+    def outage_reset_s(self) -> float | None:
+        """Live cameras: silence after which a camera's tracks end; None for recordings."""
+        return self.options.outage_reset_s if self.live else None
+
+
+@dataclass
+class Placement:
+    """Where an executor put the cameras' work, as the loop sees it.
+
+    Attributes:
+        cameras: The cameras' work (``process``, ``events``, ``finish``).
+        sources: The opened sources (or, on Ray, proxies with ``camera_id``, ``fps``,
+            ``frame_count``).
+        camera_set: Whose ticks feed ``cameras.process`` (``health()``, ``ended``).
+        wall_start: ``perf_counter()`` the run's clock starts from (models loaded,
+            sources about to open).
+    """
+
+    cameras: Cameras
+    sources: list[Any]
+    camera_set: Any
+    wall_start: float
+
+
+def stream_options_for(camera: Any, epoch_s: float | None,
+                       overrides: Mapping[str, Any] | None = None,
+                       duration_s: float | None = None) -> dict[str, Any]:
+    """``StreamSource`` keyword arguments of one live camera.
+
+    The camera's ``stream`` mapping from the config, then the run's ``overrides``
+    (``RunOptions.stream_options``, for every camera), and the run's clock origin
+    ``epoch_s`` (shared by all cameras, so their timestamps align). With a run
+    ``duration_s``, the start-up wait for a first frame (``wait_first_s``, counted from
+    ``epoch_s``) ends with the run at the latest.
+    """
+    options = {"epoch_s": epoch_s, **dict(getattr(camera, "stream", None) or {}),
+               **dict(overrides or {})}
+    if duration_s is not None:
+        from pipeline.sources import first_frame_wait_s
+
+        options["wait_first_s"] = min(first_frame_wait_s(options), float(duration_s))
+    return options
+
+
+def open_cameras(cameras: Sequence[CameraConfig], *, live: bool, epoch_s: float | None,
+                 stream_overrides: Mapping[str, Any] | None = None,
+                 duration_s: float | None = None, stack: ExitStack | None = None) -> list[Any]:
+    """Open the cameras' sources, in order; live ones with the run's clock origin
+    ``epoch_s`` (``time.monotonic()`` of this process) and their stream options. With
+    ``stack``, each source is entered as it opens (one that fails closes the others)."""
+    from pipeline.sources import open_source
+
+    sources = []
+    for c in cameras:
+        source = open_source(camera_id=c.id, uri=c.source, fps=c.fps, stream_options=(
+            stream_options_for(c, epoch_s, stream_overrides, duration_s) if live else None))
+        sources.append(stack.enter_context(source) if stack is not None else source)
+    return sources
+
+
+def in_process(ctx: ExecutorContext) -> Placement:
+    """The default executor: every camera's work in this process, one worker."""
+    from pipeline.sources import CameraSet
+
+    config, options = ctx.config, ctx.options
+    cameras = ctx.make_cameras([c.id for c in config.cameras], device=ctx.device,
+                               threads=ctx.threads, timer=ctx.timer,
+                               outage_reset_s=ctx.outage_reset_s)
+    wall_start = time.perf_counter()
+    sources = cameras.open(config.cameras, live=ctx.live, epoch_s=time.monotonic(),
+                           stream_overrides=options.stream_options,
+                           duration_s=options.duration_s, stack=ctx.stack)
+    camera_set = CameraSet(sources=sources, max_frames=options.max_frames, live=ctx.live,
+                           duration_s=options.duration_s, stop=ctx.stop, yield_empty=True)
+    return Placement(cameras=cameras, sources=sources, camera_set=camera_set,
+                     wall_start=wall_start)

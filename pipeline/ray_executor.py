@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.assembly import ExecutorContext, stream_options_for
+from pipeline.executor import ExecutorContext, Placement
 from pipeline.ray_worker import WORKER_ENV, Batch, CameraWorker, NotResumed, WorkerPlan
 from pipeline.types import CameraUpdate, TrackKey, Tracklet, Tracks
 
@@ -394,23 +394,11 @@ class RayCameras:
         return {**self._describe, "workers": workers}
 
 
-def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
-    """The Ray executor for ``pipeline.assembly.build_run``: actors, proxies, ticks.
-
-    Returns:
-        ``(cameras, sources, camera_set, wall_start)`` as ``assembly.in_process`` does;
-        the sources are proxies (``camera_id``, ``fps``, ``frame_count``).
-
-    Raises:
-        RuntimeError: Ray missing, a bad address, too few CPUs in the cluster, a worker
-            that cannot start (one line each).
-    """
-    from pipeline.sources import CameraSet
-
-    config, options, ex = ctx.config, ctx.options, ctx.config.executor
-    address = options.ray_address or ex.address
-    ids = [c.id for c in config.cameras]
-    count = min(ex.workers or len(ids), len(ids))
+def _connect(ctx: ExecutorContext, count: int) -> tuple[Any, str, list[Any]]:
+    """Ray joined (or started) with room for ``count`` workers; the run's stack kills
+    the actors (the returned list, filled later) and shuts a started Ray down."""
+    ex = ctx.config.executor
+    address = ctx.options.ray_address or ex.address
     need = count * ex.num_cpus_per_worker
     ray, started = connect(address, num_cpus=max(float(os.cpu_count() or 1), need),
                            object_store_mb=ex.object_store_mb)
@@ -428,34 +416,39 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
                            f"x executor.num_cpus_per_worker {ex.num_cpus_per_worker:g} need "
                            f"{need:g}: add nodes, or lower executor.workers or "
                            "num_cpus_per_worker")
-    association = ctx.association
-    every_s = None
-    if association.snapshot_frames is not None:
-        every_s = float(association.options.every_s)
-    crash = os.environ.get("MTMC_RAY_CRASH_AT")  # fault injection for the tests: CAMERA:FRAME
-    crash_at = (crash.rsplit(":", 1)[0], int(crash.rsplit(":", 1)[1])) if crash else None
-    stream = {}
-    if ctx.live:
-        for c in config.cameras:
-            stream[c.id] = stream_options_for(c, 0.0, options.stream_options,
-                                              options.duration_s)
-            stream[c.id].pop("epoch_s", None)
+    return ray, address, handles
+
+
+def _plans(ctx: ExecutorContext, count: int) -> list[WorkerPlan]:
+    """The cameras dealt round robin over ``count`` workers, with the run's settings."""
+    config, options, ex = ctx.config, ctx.options, ctx.config.executor
+    crash_at = options.inject_worker_crash
+    plans = []
+    for i in range(count):
+        cameras = tuple(config.cameras[i::count])
+        plans.append(WorkerPlan(
+            cameras=cameras, device=ctx.device, threads=ex.threads, live=ctx.live,
+            outage_reset_s=ctx.outage_reset_s,
+            snapshot_frames=ctx.association.snapshot_frames,
+            schedule=ctx.association.new_schedule(), batch_frames=ex.batch_frames,
+            batch_s=ex.batch_s, checkpoint_frames=ex.checkpoint_frames,
+            stream_overrides=options.stream_options, duration_s=options.duration_s,
+            crash_at=crash_at if crash_at and crash_at[0] in {c.id for c in cameras}
+            else None))
+    return plans
+
+
+def _start_workers(ray: Any, ctx: ExecutorContext, plans: list[WorkerPlan],
+                   handles: list[Any]) -> list[_Group]:
+    """One actor per plan, models loaded; their driver sides."""
+    ex = ctx.config.executor
     run_id = uuid.uuid4().hex[:8]
     worker = ray.remote(CameraWorker)
     groups = []
-    for i in range(count):
-        cams = tuple(ids[i::count])
-        plan = WorkerPlan(
-            camera_ids=cams, device=ctx.device, threads=ex.threads, live=ctx.live,
-            outage_reset_s=options.outage_reset_s if ctx.live else None,
-            snapshot_frames=association.snapshot_frames, every_s=every_s,
-            batch_frames=ex.batch_frames, batch_s=0.5, checkpoint_frames=ex.checkpoint_frames,
-            stream_options={c: stream[c] for c in cams if c in stream},
-            crash_at=crash_at if crash_at and crash_at[0] in cams
-            else None)
+    for i, plan in enumerate(plans):
         handle = worker.options(
             name=f"mtmc-{run_id}-worker{i}", num_cpus=ex.num_cpus_per_worker,
-            max_restarts=ex.max_restarts, max_task_retries=0).remote(config, plan)
+            max_restarts=ex.max_restarts, max_task_retries=0).remote(ctx.make_cameras, plan)
         handles.append(handle)
         groups.append(_Group(ray, handle, plan, in_flight=ex.in_flight,
                              max_restarts=ex.max_restarts, live=ctx.live, until_s=None))
@@ -466,23 +459,51 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
             raise RuntimeError(f"the Ray worker of camera(s) {', '.join(group.plan.camera_ids)} "
                                f"did not start: {_cause(error)}") from None
         group.restarts += int(group.info["reconstructed"])  # died while loading
-    # The run's clock starts once the models are loaded (as in process); live cameras
-    # open now, with this origin.
-    wall_epoch, epoch = time.time(), time.monotonic()
-    for group in groups:
-        group.wall_epoch_s = wall_epoch if ctx.live else None
+    return groups
+
+
+def _begin(ray: Any, ctx: ExecutorContext, groups: list[_Group]) -> dict[str, float]:
+    """Start every actor's loop: live cameras open now with the run's clock origin;
+    recordings are limited to the run's ticks. Returns each camera's fps."""
+    wall_epoch = time.time()
     if ctx.live:
+        for group in groups:
+            group.wall_epoch_s = wall_epoch
         ray.get([group.start() for group in groups])
         for group in groups:
             group.info = {**group.info, **ray.get(group.handle.info.remote())}
     fps = {cid: g.info["cameras"][cid]["fps"] for g in groups for cid in g.info["cameras"]}
-    if not ctx.live and options.max_frames is not None:
-        period = min(1.0 / f for f in fps.values())  # the ticks follow the fastest camera
-        until = (options.max_frames - 1) * period + period / 2 + _EPS_S
-        for group in groups:
-            group.until_s = until
     if not ctx.live:
+        if ctx.options.max_frames is not None:
+            period = min(1.0 / f for f in fps.values())  # ticks follow the fastest camera
+            until = (ctx.options.max_frames - 1) * period + period / 2 + _EPS_S
+            for group in groups:
+                group.until_s = until
         ray.get([group.start() for group in groups])
+    return fps
+
+
+def on_ray(ctx: ExecutorContext) -> Placement:
+    """The Ray executor for ``pipeline.assembly.build_run``: actors, proxies, ticks.
+
+    Returns:
+        The ``Placement`` as ``executor.in_process`` gives it; its sources are proxies
+        (``camera_id``, ``fps``, ``frame_count``).
+
+    Raises:
+        RuntimeError: Ray missing, a bad address, too few CPUs in the cluster, a worker
+            that cannot start (one line each).
+    """
+    from pipeline.sources import CameraSet
+
+    config, options, ex = ctx.config, ctx.options, ctx.config.executor
+    ids = [c.id for c in config.cameras]
+    count = min(ex.workers or len(ids), len(ids))
+    ray, address, handles = _connect(ctx, count)
+    groups = _start_workers(ray, ctx, _plans(ctx, count), handles)
+    # The run's clock starts once the models are loaded (as in process).
+    epoch = time.monotonic()
+    fps = _begin(ray, ctx, groups)
     proxies = [_RemoteCamera(g, cid, fps[cid], g.info["cameras"][cid]["frame_count"])
                for g in groups for cid in g.plan.camera_ids]
     proxies.sort(key=lambda p: ids.index(p.camera_id))
@@ -500,4 +521,5 @@ def on_ray(ctx: ExecutorContext) -> tuple[RayCameras, list[Any], Any, float]:
                                    "batch_frames": ex.batch_frames,
                                    "checkpoint_frames": ex.checkpoint_frames})
     logger.info("Ray: %d camera workers on %d node(s) (%s)", count, len(ray.nodes()), address)
-    return cameras, proxies, camera_set, time.perf_counter()
+    return Placement(cameras=cameras, sources=proxies, camera_set=camera_set,
+                     wall_start=time.perf_counter())

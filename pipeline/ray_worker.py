@@ -1,12 +1,15 @@
 """The Ray actor of ``pipeline.ray_executor``: a group of cameras, end to end.
 
-A :class:`CameraWorker` opens its cameras' sources (frames are decoded where they are
-used and never cross the network), builds the same
-:class:`~pipeline.executor.InProcessCameras` a single-process run uses, runs its own tick
-loop and returns :class:`Batch` es of compact :class:`~pipeline.types.CameraUpdate`
-records. Every ``checkpoint_frames`` ticks a batch carries a checkpoint (the trackers',
-tracklet builders' and embedding schedules' state, pickled) so a restarted actor can
-continue where the driver saw it last. Nothing here imports Ray at module level.
+A :class:`CameraWorker` opens its cameras' sources with the in-process executor's
+``open_cameras`` (frames are decoded where they are used and never cross the network),
+builds its camera worker with the run's ``make_cameras`` (the same
+:class:`~pipeline.executor.InProcessCameras` a single-process run uses), runs its own
+tick loop and returns :class:`Batch` es of compact :class:`~pipeline.types.CameraUpdate`
+records. It hands on tracklet events when its copy of the associator's
+:class:`~pipeline.association.Schedule` says so. Every ``checkpoint_frames`` ticks a
+batch carries a checkpoint (``InProcessCameras.state()`` and the schedule, pickled) so
+a restarted actor can continue where the driver saw it last. Nothing here imports Ray
+at module level.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import pickle
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.assembly import build_cameras, set_threads
-from pipeline.config import RunConfig
+from pipeline.association import Schedule
+from pipeline.config import CameraConfig
+from pipeline.executor import MakeCameras
 from pipeline.runtime import StageTimer
 from pipeline.types import CameraUpdate, Frame, Tracks
 
@@ -44,33 +48,41 @@ class WorkerPlan:
     """What one actor is told: its cameras and how to run them.
 
     Attributes:
-        camera_ids: The cameras it hosts (config order).
+        cameras: The cameras it hosts (config order).
         device, threads: Model device and CPU threads inside the actor.
         live: Live cameras (wall-clock ticks) or recordings.
         outage_reset_s: Live cameras: end a camera's tracks after this long silent.
         snapshot_frames: The association's ``snapshot_frames`` (None: no events during
             the run, everything at the end, as offline association wants).
-        every_s: Seconds of run clock between association rounds (None: offline).
+        schedule: A copy of the associator's schedule (when events are handed on).
         batch_frames: Ticks per returned batch.
         batch_s: Live cameras: longest wall-clock wait for one batch.
         checkpoint_frames: Ticks between checkpoints.
-        stream_options: Per camera ``StreamSource`` options (live), without ``epoch_s``.
-        crash_at: Fault injection for tests: ``(camera, frame index)`` at which the first
-            incarnation of the actor exits its process.
+        stream_overrides: The run's ``StreamSource`` options for every live camera
+            (``RunOptions.stream_options``).
+        duration_s: The run's duration (caps a live camera's first-frame wait).
+        crash_at: Fault injection for tests (``RunOptions.inject_worker_crash``):
+            ``(camera, frame index)`` at which the first incarnation of the actor exits
+            its process.
     """
 
-    camera_ids: tuple[str, ...]
+    cameras: tuple[CameraConfig, ...]
     device: str
     threads: int
     live: bool
     outage_reset_s: float | None
     snapshot_frames: int | None
-    every_s: float | None
+    schedule: Schedule
     batch_frames: int
     batch_s: float
     checkpoint_frames: int
-    stream_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    stream_overrides: Mapping[str, Any] | None = None
+    duration_s: float | None = None
     crash_at: tuple[str, int] | None = None
+
+    @property
+    def camera_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.cameras)
 
 
 @dataclass
@@ -83,16 +95,6 @@ class Batch:
     done: bool
     health: dict[str, dict[str, Any]]
     limited: list[str] = field(default_factory=list)
-
-
-_COUNTERS = ("eligible", "embedded", "deferred")  # PolicyEmbedder's summary counters
-
-
-def _counts(embedding: Any) -> dict[str, int] | None:
-    """The embedding policy's counters (restored with a checkpoint, summed at the end)."""
-    if embedding is None:
-        return None
-    return {name: getattr(embedding, name) for name in _COUNTERS if hasattr(embedding, name)}
 
 
 def _rss_mb() -> float:
@@ -133,11 +135,12 @@ class CameraWorker:
     """A Ray actor hosting a group of cameras: sources, models, trackers, tracklets.
 
     Args:
-        config: The run configuration (paths must exist on the actor's node).
+        make_cameras: Builds the camera worker (``ExecutorContext.make_cameras``; the
+            paths it loads must exist on the actor's node).
         plan: Its cameras and settings.
     """
 
-    def __init__(self, config: RunConfig, plan: WorkerPlan) -> None:
+    def __init__(self, make_cameras: MakeCameras, plan: WorkerPlan) -> None:
         for key, value in WORKER_ENV.items():
             os.environ.setdefault(key, value)
         # The driver shows the workers' output: warnings only (model loads log at INFO).
@@ -150,12 +153,11 @@ class CameraWorker:
             warnings.simplefilter("ignore")
             self.reconstructed = bool(
                 ray.get_runtime_context().was_current_actor_reconstructed)
-        threads = set_threads(plan.threads)
         self.timer = StageTimer()
-        self.cams = build_cameras(config, list(plan.camera_ids), device=plan.device,
-                                  threads=threads, timer=self.timer,
-                                  outage_reset_s=plan.outage_reset_s)
-        self.cameras = {c.id: c for c in config.cameras if c.id in plan.camera_ids}
+        self.cams = make_cameras(list(plan.camera_ids), device=plan.device,
+                                 threads=plan.threads, timer=self.timer,
+                                 outage_reset_s=plan.outage_reset_s)
+        self.schedule = replace(plan.schedule)
         self.sources: dict[str, Any] = {}
         if not plan.live:  # live cameras open with the run's clock (``resume``)
             self._open(None)
@@ -164,16 +166,15 @@ class CameraWorker:
         self.resumed = False  # resume() is every incarnation's first loop call
 
     def _open(self, wall_epoch_s: float | None) -> None:
-        from pipeline.sources import open_source
-
         # The run's clock origin, from the driver's wall clock (nodes' monotonic clocks
         # differ; their wall clocks agree to NTP precision).
         epoch = None if wall_epoch_s is None else \
             time.monotonic() - (time.time() - wall_epoch_s)
-        self.sources = {cid: open_source(
-            camera_id=cid, uri=c.source, fps=c.fps,
-            stream_options={**self.plan.stream_options.get(cid, {}), "epoch_s": epoch}
-            if self.plan.live else None) for cid, c in self.cameras.items()}
+        plan = self.plan
+        sources = self.cams.open(plan.cameras, live=plan.live, epoch_s=epoch,
+                                 stream_overrides=plan.stream_overrides,
+                                 duration_s=plan.duration_s)
+        self.sources = {s.camera_id: s for s in sources}
 
     def _start(self, next_index: Mapping[str, int], until_s: float | None,
                stop_at: Mapping[str, int] | None) -> None:
@@ -181,7 +182,7 @@ class CameraWorker:
 
         self.next_index = dict(next_index)
         self.offset = dict(next_index) if self.plan.live else dict.fromkeys(next_index, 0)
-        self.last_due_s = float("-inf")
+        self.schedule = replace(self.plan.schedule)
         self.since_checkpoint = 0
         if self.plan.live:
             self.camera_set = CameraSet(sources=list(self.sources.values()), live=True,
@@ -222,27 +223,16 @@ class CameraWorker:
         """
         if self.plan.live and not self.sources:
             self._open(wall_epoch_s)
+        self._start(next_index, until_s, stop_at)
         if checkpoint is not None:
             state = pickle.loads(checkpoint)
-            self.cams.trackers, self.cams.builders = state["trackers"], state["builders"]
-            self.cams._last_seen, self.cams._ended = state["last_seen"], state["ended"]
-            if self.cams.embedding is not None:
-                self.cams.embedding.schedulers = state["schedulers"]
-                for name, value in state["counts"].items():
-                    setattr(self.cams.embedding, name, value)
-        self._start(next_index, until_s, stop_at)
+            self.cams.restore(state["cameras"])
+            self.schedule = state["schedule"]
         self.resumed = True
-        if checkpoint is not None:
-            self.last_due_s = state["last_due_s"]
 
     def _checkpoint(self) -> bytes:
-        embedding = self.cams.embedding
-        return pickle.dumps({
-            "trackers": self.cams.trackers, "builders": self.cams.builders,
-            "last_seen": self.cams._last_seen, "ended": self.cams._ended,
-            "schedulers": embedding.schedulers if embedding is not None else None,
-            "counts": _counts(embedding),
-            "last_due_s": self.last_due_s}, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps({"cameras": self.cams.state(), "schedule": self.schedule},
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     def next_batch(self) -> Batch:
         """Process up to ``batch_frames`` ticks (live: or ``batch_s`` seconds)."""
@@ -279,10 +269,8 @@ class CameraWorker:
                 if (frame.camera_id, frame.index) == self.plan.crash_at:
                     os._exit(1)  # a real crash of the worker process (tests)
         results = self.cams.process(tick)
-        now_s = max(f.timestamp_s for f in tick)
         snapshots, finished = None, []
-        if self.plan.every_s is not None and now_s - self.last_due_s >= self.plan.every_s:
-            self.last_due_s = now_s  # the associator's schedule (OnlineAssociator.due)
+        if self.schedule.due(max(f.timestamp_s for f in tick)):
             snapshots, finished = self.cams.events(self.plan.snapshot_frames)
         updates = []
         for i, (frame, tracks, crops) in enumerate(results):
@@ -304,8 +292,7 @@ class CameraWorker:
             raise NotResumed("restarted actor not resumed")
         finished, short = self.cams.finish()
         embedding = self.cams.embedding
-        for source in self.sources.values():
-            source.close()
+        self.cams.close()
         return {"finished": finished, "short": short,
                 "stage_ms": dict(self.timer.totals_ms), "rss_mb": _rss_mb(),
-                "reid": _counts(embedding)}
+                "reid": None if embedding is None else embedding.counts()}

@@ -47,9 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.assembly import RunParts, build_run, in_process
+from pipeline.assembly import RunParts, build_run
 from pipeline.association import FloorCue
 from pipeline.config import RunConfig, RunOptions
+from pipeline.executor import in_process
 from pipeline.runtime import StageTimer
 from pipeline.sources import early_endings
 from pipeline.types import Frame, FrameTracks, Identities

@@ -16,14 +16,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Frame", "Detections", "Tracks", "Tracklet", "GlobalTrack", "TrackKey",
-           "FrameTracks", "CameraUpdate", "Revision", "Identities"]
+__all__ = ["Frame", "FrameInfo", "Detections", "Tracks", "Tracklet", "GlobalTrack",
+           "TrackKey", "FrameTracks", "CameraUpdate", "Revision", "Identities"]
 
 TrackKey = tuple[str, int]
 """A per-camera track: ``(camera_id, track_id)``."""
+
+
+class FrameInfo(Protocol):
+    """Where a camera frame's results belong, as the frame loop reads them: a
+    :class:`Frame` in process, a :class:`CameraUpdate` from a remote worker."""
+
+    camera_id: str
+    index: int
+    timestamp_s: float
+    size_wh: tuple[int, int]
 
 
 def _as_float32(name: str, value: np.ndarray, ndim: int) -> np.ndarray:
@@ -290,8 +301,8 @@ class CameraUpdate:
     """One camera frame's result as a remote camera worker hands it on: no image, no
     per-row embeddings (only tracklets carry appearance, pooled).
 
-    It quacks like a ``Frame`` where the frame loop reads one (``camera_id``, ``index``,
-    ``timestamp_s``, ``size_wh``), so the loop needs no branch for remote cameras.
+    It is a :class:`FrameInfo` (``camera_id``, ``index``, ``timestamp_s``, ``size_wh``),
+    as a ``Frame`` is, so the loop needs no branch for remote cameras.
 
     Attributes:
         camera_id: Camera the frame came from.

@@ -106,8 +106,8 @@ def test_native_logs_come_back_when_the_user_asks_for_them():
 def test_cameras_share_one_start_up_wait_bounded_by_the_duration():
     import time
 
-    from pipeline.assembly import stream_options_for
     from pipeline.config import CameraConfig
+    from pipeline.executor import stream_options_for
     from pipeline.sources import StreamOptions, StreamSource
 
     camera = CameraConfig(id="gate", source="rtsp://127.0.0.1:1/a",

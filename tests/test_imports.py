@@ -22,9 +22,11 @@ STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "
 # Top-level modules above the stages, by rank: a module imports only lower ranks
 # (stages rank 1, the bottom 0). runtime and config know no stage: the components
 # check their own options, and the loop's housekeeping takes what it is given.
+# The two executors sit side by side above the camera worker (executor) and beside the
+# assembly: neither imports it, and the assembly imports neither Ray module.
 TOP = {"pipeline.runtime": 1, "pipeline.config": 1, "pipeline.executor": 2,
        "pipeline.search": 2, "pipeline.review": 3,
-       "pipeline.assembly": 3, "pipeline.ray_worker": 4, "pipeline.ray_executor": 5,
+       "pipeline.assembly": 3, "pipeline.ray_worker": 3, "pipeline.ray_executor": 4,
        "pipeline.runner": 6, "pipeline.cli": 7}
 
 

@@ -52,14 +52,12 @@ def crashed_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("ray")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["MTMC_RAY_CRASH_AT"] = f"{CRASH[0]}:{CRASH[1]}"
     try:
         summary = run(_config({"name": "ray", "address": "local", "workers": 2,
                                "checkpoint_frames": 16, "batch_frames": 8}),
                       out, RunOptions(max_frames=CASES[CASE].max_frames, progress=False,
-                                      handle_signals=False))
+                                      handle_signals=False, inject_worker_crash=CRASH))
     finally:
-        del os.environ["MTMC_RAY_CRASH_AT"]
         if ray.is_initialized():  # run() shuts down the Ray it started; be sure
             ray.shutdown()
     yield out, summary

@@ -107,8 +107,8 @@ def test_stream_urls_open_a_stream_source_and_unsupported_schemes_fail_clearly()
 
 
 def test_yaml_stream_options_reach_the_stream_source(tmp_path):
-    from pipeline.assembly import stream_options_for
     from pipeline.config import load_config
+    from pipeline.executor import stream_options_for
 
     path = tmp_path / "live.yaml"
     path.write_text(

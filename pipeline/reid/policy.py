@@ -145,6 +145,22 @@ class PolicyEmbedder:
         """Forget a camera's tracks (it reconnected: its next detections are all new)."""
         self.schedulers[camera_id].reset()
 
+    def counts(self) -> dict[str, int]:
+        """The summary's counters as they stand (``eligible``, ``embedded``,
+        ``deferred``)."""
+        return {"eligible": self.eligible, "embedded": self.embedded,
+                "deferred": self.deferred}
+
+    def state(self) -> dict[str, Any]:
+        """What a restarted worker needs to go on: schedules and counters (picklable)."""
+        return {"schedulers": self.schedulers, "counts": self.counts()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state`."""
+        self.schedulers = state["schedulers"]
+        self.eligible, self.embedded, self.deferred = (
+            state["counts"][k] for k in ("eligible", "embedded", "deferred"))
+
     def stats(self) -> dict[str, Any]:
         """Counts for the run summary."""
         budget = self.policy.max_crops_per_frame is not None
