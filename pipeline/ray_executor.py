@@ -227,8 +227,12 @@ class _Group:
             try:
                 return self.ray.get(self.handle.finish.remote())
             except (self.ray.exceptions.RayActorError, NotResumed) as error:
-                # Replay up to what was received, so the tracklets match the rows.
+                # Recordings replay up to what was received, so the tracklets match the
+                # rows; a live stream has nothing to replay (and never ends): the
+                # restarted worker finishes from its checkpoint.
                 self._recover(error, stop_at=None if self.live else dict(self.received))
+                if self.live:
+                    continue
                 self.done = False
                 while not self.done:
                     self.pull()

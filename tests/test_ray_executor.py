@@ -17,11 +17,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -128,7 +130,10 @@ def test_summary_counts_the_restart_and_workers_are_gone(crashed_run):
 
 def _kill_worker_later(rows: Path, min_rows: int, killed: list[str]) -> threading.Thread:
     """A thread that waits until the run wrote ``min_rows`` rows to ``rows``, then
-    ``ray.kill``s its Ray worker (Ray may restart it: ``no_restart=False``)."""
+    ``ray.kill``s its Ray worker (Ray may restart it: ``no_restart=False``), waits until
+    ``min_rows`` more rows came from the restarted worker, and stops the run with SIGINT
+    (as an operator would; also when a wait gave up). Events, not fixed times: a loaded
+    machine only waits longer (each wait ends after 240 s)."""
 
     def written() -> int:
         try:
@@ -136,17 +141,36 @@ def _kill_worker_later(rows: Path, min_rows: int, killed: list[str]) -> threadin
         except OSError:
             return 0
 
-    def kill() -> None:
+    def wait_for(condition) -> bool:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            names = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                     if a["name"].startswith("mtmc-")] if ray.is_initialized() else []
-            if names and written() >= min_rows:
-                actor = ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
-                ray.kill(actor, no_restart=False)
-                killed.append(names[0]["name"])
-                return
+            if condition():
+                return True
             time.sleep(0.5)
+        return False
+
+    def actors() -> list[dict]:
+        return [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith("mtmc-")] if ray.is_initialized() else []
+
+    def restarted(actor: Any) -> bool:
+        try:
+            return bool(ray.get(actor.info.remote(), timeout=5)["reconstructed"])
+        except Exception:  # noqa: BLE001 - dead, restarting or busy: not yet
+            return False
+
+    def kill() -> None:
+        if wait_for(lambda: actors() and written() >= min_rows):
+            name = actors()[0]
+            actor = ray.get_actor(name["name"], namespace=name["namespace"])
+            ray.kill(actor, no_restart=False)
+            killed.append(name["name"])
+            # rows buffered before the kill still arrive: count from the restart on
+            if wait_for(lambda: restarted(actor)):
+                before = written()
+                if wait_for(lambda: written() >= before + min_rows):
+                    killed.append("rows after the restart")
+        os.kill(os.getpid(), signal.SIGINT)  # the run finishes cleanly either way
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
@@ -174,8 +198,10 @@ def test_live_rtsp_camera_on_ray_survives_a_killed_worker(tmp_path):
         out = tmp_path / "live"
         killer = _kill_worker_later(out / "trajectories.csv", 10, killed)
         try:
-            summary = run(config, out, RunOptions(duration_s=55, progress=False,
-                                                  handle_signals=False, flush_s=0.5))
+            # Runs until the killer thread stops it (SIGINT) after the restart; the
+            # duration only bounds a run whose worker never comes back.
+            summary = run(config, out, RunOptions(duration_s=600, progress=False,
+                                                  handle_signals=True, flush_s=0.5))
         finally:
             killer.join(timeout=1)
             if ray.is_initialized():
@@ -183,6 +209,7 @@ def test_live_rtsp_camera_on_ray_survives_a_killed_worker(tmp_path):
     finally:
         server.kill()
     assert killed, "the worker was never killed"
+    assert killed[-1] == "rows after the restart" and summary["stopped_by"] == "SIGINT"
     assert summary["live"] and summary["association"] == "online"
     camera = summary["cameras"][0]
     assert camera["restarts"] == 1
