@@ -2,6 +2,7 @@
 
 Usage (from the repository root, ``../shared`` beside it; ~10 s):
     python3 -m benchmarks.floor_accuracy [--points 8] [--seed 0] [--json runs/floor_accuracy.json]
+        [--results]   (also docs/results/floor_accuracy.json, quoted by the docs)
 
 WILDTRACK (``shared/data/mtmc/wildtrack``) annotates 400 frames of 7 overlapping
 1920x1080 views: per person a box in every view that sees them and one ground position
@@ -101,6 +102,8 @@ def main() -> int:
                         help="annotated pairs the 'points' calibration is fitted to (>= 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO / "runs" / "floor_accuracy.json")
+    parser.add_argument("--results", action="store_true",
+                        help="also write docs/results/floor_accuracy.json (what the docs quote)")
     args = parser.parse_args()
     if args.points < 4:
         parser.error("--points must be >= 4")
@@ -113,6 +116,12 @@ def main() -> int:
                                      "machine": platform.processor() or platform.machine()},
                                     indent=1))
     print(f"wrote {args.json}", file=sys.stderr)
+    if args.results:
+        from benchmarks.lib.results import write_results
+
+        path = write_results("floor_accuracy", rows,
+                             settings={"points": args.points, "seed": args.seed})
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

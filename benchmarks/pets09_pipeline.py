@@ -3,6 +3,7 @@
 Usage (from the repository root):
     python3 -m benchmarks.pets09_pipeline [--config CONFIG] [--out DIR] [--max-frames N]
         [--set reid.precision=int8,detector.precision=int8,...]  (speed.py's lever syntax)
+        [--results VARIANT]  (docs/results/pets09_pipeline.json; benchmarks/lib/results.py)
 
 Prints one JSON object: HOTA, DetA, AssA, IDF1, MOTA, IDSW, FP, FN of the tracker's
 local ids (``mot/pets09.txt``) against the MOTChallenge gt; the same under ``people`` for
@@ -87,14 +88,28 @@ def main() -> int:
     parser.add_argument("--set", default="", metavar="KEY=VALUE[,KEY=VALUE]",
                         help="change settings of the config (detector.KEY, tracker.KEY, "
                         "reid.KEY, run.KEY)")
+    parser.add_argument("--results", metavar="VARIANT", default=None,
+                        help="also write the figures as this variant of "
+                        "docs/results/pets09_pipeline.json (what the docs quote)")
     args = parser.parse_args()
     config: Path | RunConfig = args.config
     if args.set:
         from benchmarks.lib.levers import apply_overrides, parse_lever
 
         config = apply_overrides(load_config(args.config), parse_lever(f"set={args.set}")[1])
-    print(json.dumps(evaluate_pets09(config, args.out, max_frames=args.max_frames),
-                     indent=2))
+    result = evaluate_pets09(config, args.out, max_frames=args.max_frames)
+    print(json.dumps(result, indent=2))
+    if args.results:
+        from benchmarks.lib.results import write_results
+
+        figures = {"track": {k: result[k] for k in KEYS},
+                   "people": result["people"],
+                   "camera_frames_per_s": result["camera_frames_per_s"]}
+        path = write_results("pets09_pipeline", figures, variant=args.results,
+                             settings={"config": str(Path(args.config).resolve()
+                                                     .relative_to(REPO)),
+                                       "set": args.set, "max_frames": args.max_frames})
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
