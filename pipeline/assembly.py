@@ -334,20 +334,32 @@ def camera_views(config: RunConfig) -> dict[str, Any]:
     return views
 
 
-def _embedding(config: RunConfig, device: str, threads: int, camera_ids: list[str]) -> Any:
-    """The embedding policy with its crop embedder; None when re-id is disabled."""
+def embedding_policy(config: RunConfig) -> Any:
+    """The ``reid`` section's ``EmbeddingPolicy`` (its fields are the policy's, by
+    name), checked; None when re-id is disabled.
+
+    Raises:
+        ConfigError: a value out of range (names the file).
+    """
     if not config.reid.enabled:
         return None
-    from pipeline.reid.embedder import CropEmbedder
-    from pipeline.reid.policy import EmbeddingPolicy, PolicyEmbedder
+    from pipeline.reid.policy import EmbeddingPolicy
 
     try:
-        policy = EmbeddingPolicy(min_score=config.reid.min_score,
-                                 min_height_px=config.reid.min_height_px,
-                                 refresh_frames=config.reid.refresh_frames,
-                                 max_crops_per_frame=config.reid.max_crops_per_frame)
+        return EmbeddingPolicy(**{f.name: getattr(config.reid, f.name)
+                                  for f in fields(EmbeddingPolicy)})
     except ValueError as error:
-        raise ValueError(f"{config.source_file}: {error}") from None
+        raise ConfigError(f"{config.source_file}: reid: {error}") from None
+
+
+def _embedding(config: RunConfig, device: str, threads: int, camera_ids: list[str]) -> Any:
+    """The embedding policy with its crop embedder; None when re-id is disabled."""
+    policy = embedding_policy(config)
+    if policy is None:
+        return None
+    from pipeline.reid.embedder import CropEmbedder
+    from pipeline.reid.policy import PolicyEmbedder
+
     try:
         embedder = CropEmbedder(model=config.reid.model, weights=Path(config.reid.weights),
                                 device=device, batch_size=config.reid.batch_size,
@@ -399,6 +411,7 @@ def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: Exit
     check_cameras(config)  # before any model loads, so a typo fails at once
     camera_views(config)
     tracker_factory(config)
+    embedding_policy(config)
     check_coupled(config)
     floor = floor_positions(config)
     plan = floor_plan(config)
