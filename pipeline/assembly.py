@@ -197,12 +197,13 @@ def build_association(config: RunConfig, live: bool,
     """
     params = dict(config.association.params)
     mode = str(params.pop("mode", "online" if live else "offline"))
-    if mode not in ASSOCIATORS:
-        raise ValueError(f"{config.source_file}: unknown association mode {mode!r}; choose "
-                         f"one of: {', '.join(sorted(ASSOCIATORS))}")
+    try:
+        cls = lookup(ASSOCIATORS, mode, "association mode")
+    except ValueError as error:
+        raise ValueError(f"{config.source_file}: {error}") from None
     terms = _ground_terms(params, positions, config.source_file)
     try:
-        return ASSOCIATORS[mode].from_params(terms=terms, **params)
+        return cls.from_params(terms=terms, **params)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config.source_file}: {error}") from None
 

@@ -143,7 +143,7 @@ def test_backend_choice_and_errors(tmp_path):
         "litert", "torch", "onnx", "openvino"]
     with pytest.raises(ValueError, match="Cannot infer.*model.bin"):
         infer_backend(Path("model.bin"))
-    with pytest.raises(ValueError, match="Unknown detector backend 'tensorrt'.*openvino"):
+    with pytest.raises(ValueError, match="unknown detector backend 'tensorrt'.*openvino"):
         YoloDetector(weights=RECOVERED, backend="tensorrt")
     with pytest.raises(ValueError, match="fixed 640x640 input"):
         YoloDetector(weights=INT8, imgsz=(384, 640))

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.detection.backends import BACKENDS, DetectorBackend, infer_backend
 from pipeline.geometry import clip_xyxy
 from pipeline.precision import parse_precision
+from pipeline.registry import lookup
 from pipeline.types import Detections
 
 __all__ = ["YoloDetector", "PERSON_CLASS"]
@@ -133,10 +134,7 @@ class YoloDetector:
         if int(streams) < 1:
             raise ValueError(f"streams must be >= 1, got {streams}")
         backend = backend or infer_backend(weights)
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"Unknown detector backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
-            )
+        lookup(BACKENDS, backend, "detector backend")
         self.weights = weights
         self.backend = backend
         self.imgsz = _imgsz_tuple(imgsz)

@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.registry import lookup
+
 log = logging.getLogger(__name__)
 
 Sample = tuple[Path, int, int]
@@ -330,12 +332,7 @@ def load_protocol(name: str, root: Path) -> ReidSplit:
     Raises:
         ValueError: unknown protocol (the message lists the choices).
     """
-    try:
-        factory = PROTOCOLS[name]
-    except KeyError:
-        choices = ", ".join(sorted(PROTOCOLS))
-        raise ValueError(f"unknown re-id protocol {name!r}; choose one of: {choices}") from None
-    return factory(Path(root))
+    return lookup(PROTOCOLS, name, "re-id protocol")(Path(root))
 
 
 def read_image_rgb(path: Path, hw: tuple[int, int]) -> np.ndarray:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.precision import parse_precision
+from pipeline.registry import lookup
 from pipeline.reid.runtimes import RUNTIMES, TRAIN_HINT
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BACKENDS", "INPUT_PRESETS", "CropEmbedder",
@@ -256,9 +257,7 @@ class CropEmbedder:
         if interpolation not in _INTERP:
             choices = ", ".join(sorted(_INTERP))
             raise ValueError(f"unknown interpolation {interpolation!r}; choose one of: {choices}")
-        if backend not in RUNTIMES:
-            raise ValueError(f"unknown re-id backend {backend!r}; choose one of: "
-                             f"{', '.join(BACKENDS)}")
+        lookup(RUNTIMES, backend, "re-id backend")
         self.batch_size = batch_size
         self.backend = backend
         self.device = device
