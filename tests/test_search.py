@@ -150,3 +150,20 @@ def test_model_digest_covers_an_ir_s_weights(tmp_path):
     before = model_digest(xml)
     binary.write_bytes(b"\x01" * 8)  # same .xml, other weights
     assert model_digest(xml) != before and len(before) == 64
+
+
+def test_a_finished_runs_vectors_are_read_once(sample_store_run):
+    """The review page's "similar" must not re-read every vector per click."""
+    from pipeline.export.store_read import open_run
+    from pipeline.search import similar_tracks
+
+    with open_run(sample_store_run[0]) as store:
+        keys, vectors = store.embeddings()
+        first = similar_tracks(store, *keys[0], top=5)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        again = similar_tracks(store, *keys[0], top=5)
+        store._db.set_trace_callback(None)
+        assert [m.as_dict() for m in again] == [m.as_dict() for m in first]
+        assert not any("embedding FROM tracklets" in s for s in statements), statements
+        assert store.embeddings()[1] is vectors

@@ -90,6 +90,7 @@ class RunStore:
                  version: int = SCHEMA_VERSION) -> None:
         self.run_dir, self.path, self._db = run_dir, run_dir / STORE_NAME, db
         self.version = version
+        self._embeddings: tuple[list[TrackKey], np.ndarray] | None = None
         db.execute("PRAGMA busy_timeout = 5000")
 
     def __enter__(self) -> RunStore:
@@ -108,16 +109,25 @@ class RunStore:
 
     def embeddings(self) -> tuple[list[TrackKey], np.ndarray]:
         """The tracks that carry a pooled appearance vector and those vectors:
-        ``(keys, (N, D) float32)``; ``(N, 0)`` when none does (re-id off)."""
+        ``(keys, (N, D) float32)``; ``(N, 0)`` when none does (re-id off).
+
+        A finished run's vectors never change (corrections change ids, not vectors):
+        they are read once per open store, so the review page's "similar" does not
+        re-read 100k vectors per click. A running store is read afresh each time.
+        """
+        if self._embeddings is not None:
+            return self._embeddings
         keys, rows = [], []
         for camera, track_id, blob in self._db.execute(
                 "SELECT camera, track_id, embedding FROM tracklets "
                 "WHERE embedding IS NOT NULL ORDER BY camera, track_id"):
             keys.append((camera, int(track_id)))
             rows.append(np.frombuffer(blob, "<f4"))
-        if not rows:
-            return [], np.zeros((0, 0), np.float32)
-        return keys, np.stack(rows).astype(np.float32)
+        found = (keys, np.stack(rows).astype(np.float32)) if rows else \
+            ([], np.zeros((0, 0), np.float32))
+        if self.meta().get("state") == "finished":
+            self._embeddings = found
+        return found
 
     def cameras(self) -> list[dict[str, Any]]:
         """Cameras in config order: ``camera, width, height, frames, first_s, last_s``."""
