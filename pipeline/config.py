@@ -121,6 +121,8 @@ class ReidConfig:
         max_crops_per_frame: Crop budget per camera frame, shared by a tick's cameras:
             births first, then crowded detections, then the stalest refreshes (see
             ``pipeline.reid.policy``); null = no budget.
+        ambiguity_iou: Overlap with another detection above which a detection is
+            crowded and embedded every frame (``pipeline.reid.policy``).
         input: What a peer model file (an OpenVINO ``.xml`` or ``.onnx``) expects of its
             input pixels: a preset (``imagenet``; ``bgr255`` for Intel's Open Model Zoo
             re-id IRs) or a mapping ``{colour_order, scale, mean, std}``; null = a
@@ -137,6 +139,7 @@ class ReidConfig:
     backend: str = "torch"
     refresh_frames: int = 1
     max_crops_per_frame: float | None = None
+    ambiguity_iou: float = 0.1
     input: str | Mapping[str, Any] | None = None
 
 

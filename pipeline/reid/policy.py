@@ -38,6 +38,11 @@ class EmbeddingPolicy:
         max_crops_per_frame: Crop budget: at most this many crops per camera frame on
             average over a tick's frames (a 4-camera tick embeds up to 4x this many);
             None = no budget. Births are never put off, whatever the budget.
+        ambiguity_iou: Overlap (IoU) with another eligible detection, or with a second
+            previous track, above which a detection counts as ambiguous and is embedded
+            every frame (``pipeline.reid.schedule``); below it, people walking side by
+            side are refreshed like anyone else. Must stay below 0.5 (the overlap at
+            which a detection clearly continues a track).
 
     Raises:
         ValueError: A value out of range.
@@ -47,6 +52,7 @@ class EmbeddingPolicy:
     min_height_px: float = 32.0
     refresh_frames: int = 1
     max_crops_per_frame: float | None = None
+    ambiguity_iou: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
@@ -58,6 +64,8 @@ class EmbeddingPolicy:
         if self.max_crops_per_frame is not None and not self.max_crops_per_frame > 0:
             raise ValueError("reid.max_crops_per_frame must be > 0 or null (no budget), got "
                              f"{self.max_crops_per_frame}")
+        if not 0.0 <= self.ambiguity_iou < 0.5:
+            raise ValueError(f"reid.ambiguity_iou must be in [0, 0.5), got {self.ambiguity_iou}")
 
     def eligible(self, detections: Detections) -> np.ndarray:
         """(N,) bool: detections good enough to embed at all (score and height)."""
@@ -87,7 +95,8 @@ class PolicyEmbedder:
                  policy: EmbeddingPolicy) -> None:
         self.embedder = embedder
         self.policy = policy
-        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=policy.refresh_frames)
+        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=policy.refresh_frames,
+                                                   ambiguity_iou=policy.ambiguity_iou)
                            for cid in camera_ids}
         self.eligible = 0  # detections good enough to embed
         self.embedded = 0  # of those, embedded (the schedule skipped the rest)
