@@ -318,9 +318,6 @@ class FloorPositions:
         self.border_px = border_px
         self.sizes: dict[str, tuple[int, int]] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.calibrations)
-
     def check(self, camera_id: str, size_wh: tuple[int, int]) -> None:
         """Check ``camera_id``'s calibration against its image size (once per size).
 
@@ -393,11 +390,3 @@ class FloorPlan:
             raise ValueError(f"image: file not found: {image}")
         return cls(image=str(image), origin_m=(origin[0], origin[1]), px_per_m=scale,
                    y_up=bool(data.get("y_up", False)))
-
-    def to_pixels(self, xy_m: np.ndarray) -> np.ndarray:
-        """Floor points (N, 2) metres -> plan image pixels (N, 2) (column, row)."""
-        xy = np.asarray(xy_m, np.float64).reshape(-1, 2)
-        col = (xy[:, 0] - self.origin_m[0]) * self.px_per_m
-        row = ((self.origin_m[1] - xy[:, 1]) if self.y_up else
-               (xy[:, 1] - self.origin_m[1])) * self.px_per_m
-        return np.column_stack([col, row])

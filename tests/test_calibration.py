@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from pipeline.calibration import (
-    FloorPlan,
     FloorPositions,
     GroundCalibration,
     calibration_from_config,
@@ -204,13 +203,6 @@ def test_floor_plan_errors_name_the_key(tmp_path):
         with pytest.raises(ConfigError, match="output.floor_plan") as error:
             floor_plan(replace(config, output=replace(config.output, floor_plan=plan)))
         assert words in str(error.value)
-
-
-def test_floor_plan_pixels():
-    plan = FloorPlan(image="x.png", origin_m=(-1.0, 2.0), px_per_m=10.0)
-    assert plan.to_pixels(np.array([[0.0, 3.0]])).tolist() == [[10.0, 10.0]]
-    up = replace(plan, y_up=True)
-    assert up.to_pixels(np.array([[0.0, 1.0]])).tolist() == [[10.0, 10.0]]
 
 
 # -- the ground cue in association -----------------------------------------------------------

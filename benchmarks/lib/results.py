@@ -52,17 +52,15 @@ def _command() -> str:
 
 def machine() -> dict[str, Any]:
     """CPU model, usable cores, AVX-512 BF16 or not (the figures' context)."""
-    model, flags = platform.processor() or platform.machine(), ""
+    model, flags = platform.processor() or platform.machine(), []
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.machine()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line
+        info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
-            "avx512_bf16": "avx512_bf16" in flags.split()}
+        info = []
+    names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    flags = next((line.split() for line in info if line.startswith("flags")), flags)
+    return {"cpu": names[0] if names else model, "cores": len(os.sched_getaffinity(0)),
+            "avx512_bf16": "avx512_bf16" in flags}
 
 
 def write_results(name: str, figures: dict[str, Any], *, variant: str | None = None,

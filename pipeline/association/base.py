@@ -84,8 +84,8 @@ class Association(ABC):
         return cls(rules=rules, options=cls.options_type(**own), terms=terms)
 
     def new_schedule(self) -> Schedule:
-        """A fresh copy of this mode's schedule (``every_s`` of its options, if any)."""
-        return Schedule(getattr(getattr(self, "options", None), "every_s", None))
+        """A fresh copy of this mode's schedule; never due here (the end only)."""
+        return Schedule()
 
     def due(self, now_s: float) -> bool:
         """Whether the runner should call :meth:`update` at ``now_s`` (run clock, s)."""

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.association.base import Association
+from pipeline.association.base import Association, Schedule
 from pipeline.association.offline import average_linkage
 from pipeline.association.rules import (
     AssociationRules,
@@ -149,6 +149,10 @@ class OnlineAssociator(Association):
     def min_frames(self) -> int:
         """Frames an open tracklet needs before it gets an id."""
         return self.options.min_frames
+
+    def new_schedule(self) -> Schedule:
+        """Every ``options.every_s`` seconds of run clock (the first call is due)."""
+        return Schedule(self.options.every_s)
 
     def due(self, now_s: float) -> bool:
         """Every ``options.every_s`` seconds of run clock (the first call is due)."""
