@@ -23,6 +23,15 @@ writes JSON with every sequence.
     python3 -m benchmarks.noise_study --score-drop 0    # scores ignore occlusion
     python3 -m benchmarks.noise_study --trackers ours \
         --ours-variants high_thresh=0.5,new_track_thresh=0.6   # our tracker, other thresholds
+    python3 -m benchmarks.noise_study --fps 7      # every sequence subsampled to 7 fps
+    python3 -m benchmarks.noise_study --scores compress   # another detector's score scale
+
+Our tracker is told each sequence's frame rate (its durations are seconds); the
+ultralytics trackers count frames (``track_buffer`` 30), as ``YOLO.track`` runs them.
+``--fps F`` keeps the frames nearest to a rate of F (detections are made at the native
+rate first, so misses and false positives last as long in seconds) and scores against
+the gt of the kept frames. ``--scores`` passes every tracker the same detections with
+their scores transformed (``SCORE_TRANSFORMS``): a detector on another scale.
 """
 
 from __future__ import annotations
@@ -39,7 +48,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lib.noise import NoiseLevel, make_detections, read_seqinfo
+from benchmarks.lib.noise import (
+    SCORE_TRANSFORMS,
+    NoiseLevel,
+    make_detections,
+    read_seqinfo,
+    renumber_rows,
+    subsample_frames,
+    transform_scores,
+    write_sequence,
+)
 from benchmarks.tracker_adapters import run_ours, run_ultralytics, save_mot
 from pipeline.evaluation.mot import evaluate_mot_folder, read_mot_txt
 
@@ -115,21 +133,24 @@ def _number_or_text(value: str) -> float | int | str:
     return value
 
 
-def _tracker_factory(label: str):
-    """``ours`` or ``ours:KEY=VAL,...`` -> a factory of ByteTrackers with those arguments."""
+def _tracker_factory(label: str, fps: float | None = None):
+    """``ours`` or ``ours:KEY=VAL,...`` -> a factory of ByteTrackers with those arguments,
+    told the sequence's frame rate."""
     from pipeline.tracking import ByteTracker
 
     params = parse_params(label.partition(":")[2])
-    return lambda: ByteTracker(**params)
+    return lambda: ByteTracker(fps=fps, **params)
 
 
-def run_cell(task: tuple[str, NoiseLevel, str, list[Path], list[int]]) -> dict:
+def run_cell(task: tuple[str, NoiseLevel, str, list[Path], list[int], float | None, str]
+             ) -> dict:
     """One (level, tracker) over every sequence and seed; returns COMBINED + per-sequence."""
-    level_name, level, tracker, seq_dirs, seeds = task
+    level_name, level, tracker, seq_dirs, seeds, target_fps, scores = task
     per_seed = []
     track_s = frames = 0.0
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
+            gt_root = Path(tmp) / "gt"
             for seq_dir in seq_dirs:
                 info = read_seqinfo(seq_dir)
                 gt = read_mot_txt(seq_dir / "gt" / "gt.txt")
@@ -137,23 +158,33 @@ def run_cell(task: tuple[str, NoiseLevel, str, list[Path], list[int]]) -> dict:
                 dets = make_detections(gt, level, seed=seed * 1000 + _seq_number(seq_dir),
                                        num_frames=info.num_frames,
                                        image_size_wh=(info.width, info.height))
+                per_frame, oracle, fps = dets.per_frame(), dets.to_mot_rows(), info.fps
+                if target_fps is not None:
+                    kept = subsample_frames(info.num_frames, info.fps, target_fps)
+                    per_frame = [per_frame[k - 1] for k in kept]
+                    oracle = renumber_rows(oracle, kept)
+                    write_sequence(gt_root / seq_dir.name, renumber_rows(gt, kept),
+                                   replace(info, num_frames=len(kept), fps=target_fps))
+                    fps = target_fps
+                per_frame = [transform_scores(d, scores) for d in per_frame]
                 start = time.perf_counter()
                 if tracker == "oracle":
-                    rows = dets.to_mot_rows()
+                    rows = oracle
                 elif tracker.startswith("ours"):
-                    rows = run_ours(dets.per_frame(), _tracker_factory(tracker))
+                    rows = run_ours(per_frame, _tracker_factory(tracker, fps))
                 else:
-                    rows = run_ultralytics(dets.per_frame(), tracker.removeprefix("ul-"))
+                    rows = run_ultralytics(per_frame, tracker.removeprefix("ul-"))
                 track_s += time.perf_counter() - start
-                frames += info.num_frames
+                frames += len(per_frame)
                 save_mot(Path(tmp) / f"{seq_dir.name}.txt", rows)
-            per_seed.append(evaluate_mot_folder(seq_dirs[0].parent, tmp,
+            root = gt_root if target_fps is not None else seq_dirs[0].parent
+            per_seed.append(evaluate_mot_folder(root, tmp,
                                                 sequences=[d.name for d in seq_dirs]))
     names = list(per_seed[0])
     mean = {seq: {k: float(np.mean([r[seq][k] for r in per_seed])) for k in KEYS}
             for seq in names}
     return {"level": level_name, "tracker": tracker, "noise": level.as_dict(),
-            "seeds": seeds, "combined": mean["COMBINED"],
+            "seeds": seeds, "fps": target_fps, "scores": scores, "combined": mean["COMBINED"],
             "per_sequence": {k: v for k, v in mean.items() if k != "COMBINED"},
             "track_ms_per_frame": round(1000 * track_s / max(frames, 1), 3)}
 
@@ -193,6 +224,10 @@ def main() -> int:
     parser.add_argument("--score-drop", type=float, default=None,
                         help="override every level's score_drop (0 = flat scores, visibility "
                         "ignored)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="subsample every sequence to this frame rate")
+    parser.add_argument("--scores", choices=sorted(SCORE_TRANSFORMS), default="none",
+                        help="transform every detection score (another detector's scale)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
@@ -210,7 +245,7 @@ def main() -> int:
             parser.error(f"--ours-variants {spec!r}: {exc} (ByteTracker arguments as "
                          "KEY=VALUE, e.g. high_thresh=0.5,new_track_thresh=0.6)")
     trackers = list(args.trackers) + [f"ours:{spec}" for spec in args.ours_variants]
-    tasks = [(name, level, tracker, seq_dirs, args.seeds)
+    tasks = [(name, level, tracker, seq_dirs, args.seeds, args.fps, args.scores)
              for name, level in levels.items() for tracker in trackers]
     start = time.perf_counter()
     if args.jobs > 1:
@@ -220,7 +255,7 @@ def main() -> int:
         results = [run_cell(t) for t in tasks]
     elapsed = time.perf_counter() - start
     print(f"sequences: {', '.join(d.name for d in seq_dirs)}; seeds {args.seeds}; "
-          f"{elapsed:.0f} s\n")
+          f"fps {args.fps or 'native'}; scores {args.scores}; {elapsed:.0f} s\n")
     print(markdown(results))
     print("\nlevels:")
     for name, level in levels.items():
@@ -228,6 +263,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"sequences": [d.name for d in seq_dirs],
+                                         "fps": args.fps, "scores": args.scores,
                                          "seeds": args.seeds, "elapsed_s": round(elapsed, 1),
                                          "results": results}, indent=1))
     return 0

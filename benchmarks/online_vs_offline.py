@@ -1,7 +1,7 @@
 """How far online (bounded-lag) association falls behind offline on the same footage.
 
 Runs ``mtmc run`` three times on one config (default: the shipped four-camera sample):
-``association.mode: offline``; ``online`` as it was before id hysteresis (min_frames
+``association.mode: offline``; ``online`` as it was before id hysteresis (min_s
 10, switch_margin 0, switch_rounds 1); ``online`` with the defaults (other association
 keys unchanged, plus ``--lag``/``--min-frames``). Detection and tracking are
 deterministic, so all runs see the same tracklets and only the identities differ.
@@ -58,7 +58,7 @@ INPUTS = "association_inputs.pkl"
 # Variants replayed on the recorded inputs: name -> OnlineAssociator overrides. The
 # first is the associator before id hysteresis; each next one adds one of its parts.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "no_hysteresis": {"min_frames": 10, "switch_margin": 0.0, "switch_rounds": 1},
+    "no_hysteresis": {"min_s": 1.0, "switch_margin": 0.0, "switch_rounds": 1},
     "evidence": {"switch_margin": 0.0, "switch_rounds": 1},
     "evidence_and_margin": {"switch_rounds": 1},
     "defaults": {},
@@ -287,8 +287,8 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "sample.yaml")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "online_vs_offline")
     parser.add_argument("--lag", type=float, default=10.0)
-    parser.add_argument("--min-frames", type=int, default=None,
-                        help="online min_frames of the run (default: the code's)")
+    parser.add_argument("--min-s", type=float, default=None,
+                        help="online min_s of the run (default: the code's)")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true",
@@ -308,8 +308,8 @@ def main() -> int:
     base = load_config(args.config)
     params = {k: v for k, v in base.association.params.items() if k != "mode"}
     online_params = {**params, "lag_s": args.lag}
-    if args.min_frames is not None:
-        online_params["min_frames"] = args.min_frames
+    if args.min_s is not None:
+        online_params["min_s"] = args.min_s
     # End-to-end runs: offline, online as before id hysteresis, online with the defaults.
     runs = {"offline": {"mode": "offline", **params},
             "online_before": {"mode": "online", **online_params, **VARIANTS["no_hysteresis"]},
@@ -339,7 +339,7 @@ def main() -> int:
     finals = {name: _ids(args.out / name / "trajectories_final.csv")
               for name in ("online_before", "online")}
     # The before-run saw open tracklets from 10 frames on: the most evidence, so every
-    # variant (min_frames >= 10) is replayed on its inputs.
+    # variant (min_s >= 1) is replayed on its inputs.
     replays = {}
     for name, overrides in variants.items():
         final, revisions, constraint_moves, log = replay(recorded["online_before"],
@@ -356,7 +356,7 @@ def main() -> int:
         "online": replay(recorded["online"], online_params)[0] == finals["online"],
     }
     report = {
-        "config": str(args.config), "lag_s": args.lag, "min_frames": args.min_frames,
+        "config": str(args.config), "lag_s": args.lag, "min_s": args.min_s,
         "max_frames": args.max_frames, "association_rounds": len(recorded["online"]),
         "runs": {name: {"revisions": summaries[name]["revisions"],
                         "identities": summaries[name]["identities"],

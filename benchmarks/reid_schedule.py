@@ -2,11 +2,11 @@
 
 Runs PETS09-S2L1 (scored against its gt with trackeval) and optionally the 4-camera
 sample (no gt: throughput, identities and the share of detections embedded) with
-``reid.refresh_frames`` = each value of ``--refresh`` (1 = every eligible detection,
+``reid.refresh_s`` = each value of ``--refresh`` (0 = every eligible detection,
 every frame), plus the motion-only config as the floor. The runs take turns in one
 process, so their timings share the same machine state; report the ratios.
 
-    python3 -m benchmarks.reid_schedule --refresh 1 2 4 8 [--backend openvino] [--sample]
+    python3 -m benchmarks.reid_schedule --refresh 0 0.2 0.4 0.8 [--backend openvino] [--sample]
         [--min-score 0.4 0.6] [--no-motion]
 
 Prints a markdown table and writes JSON to ``--json`` (default runs/reid_schedule.json).
@@ -33,7 +33,7 @@ def _with_reid(config, **changes):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--refresh", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--refresh", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.8])
     parser.add_argument("--backend", default=None, help="override reid.backend")
     parser.add_argument("--min-score", type=float, nargs="+", default=[None],
                         help="reid.min_score values to compare (default: the configs' own)")
@@ -53,23 +53,23 @@ def main() -> int:
         motion = evaluate_pets09(REPO / "configs" / "pets09_s2l1_motion_only.yaml",
                                  args.out / "pets_motion", max_frames=args.max_frames,
                                  progress=False)
-        rows.append({"data": "PETS09", "refresh_frames": "motion only", **motion})
+        rows.append({"data": "PETS09", "refresh_s": "motion only", **motion})
     settings = [(n, m) for m in args.min_score for n in args.refresh]
     for n, m in settings:
         extra = {"min_score": m} if m is not None else {}
         tag = f"r{n}" + (f"_s{m}" if m is not None else "")
-        result = evaluate_pets09(_with_reid(base, refresh_frames=n, **extra),
+        result = evaluate_pets09(_with_reid(base, refresh_s=n, **extra),
                                  args.out / f"pets_{tag}", max_frames=args.max_frames,
                                  progress=False)
-        rows.append({"data": "PETS09", "refresh_frames": n, "min_score": m, **result})
+        rows.append({"data": "PETS09", "refresh_s": n, "min_score": m, **result})
     if args.sample:
         sample = _with_reid(load_config(REPO / "configs" / "sample.yaml"), **overrides)
         for n, m in settings:
             extra = {"min_score": m} if m is not None else {}
             tag = f"r{n}" + (f"_s{m}" if m is not None else "")
-            s = run(_with_reid(sample, refresh_frames=n, **extra), args.out / f"sample_{tag}",
+            s = run(_with_reid(sample, refresh_s=n, **extra), args.out / f"sample_{tag}",
                     RunOptions(max_frames=args.max_frames, progress=False))
-            rows.append({"data": "sample", "refresh_frames": n, "min_score": m,
+            rows.append({"data": "sample", "refresh_s": n, "min_score": m,
                          "camera_frames_per_s": s["camera_frames_per_s"],
                          "stage_ms_per_camera_frame": s["stage_ms_per_camera_frame"],
                          "tracklets": s["tracklets"], "identities": s["identities"],
@@ -77,7 +77,7 @@ def main() -> int:
                          "reid": s["reid"]})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print("| data | refresh_frames | min_score | HOTA | IDF1 | MOTA | IDSW | crops embedded | "
+    print("| data | refresh_s | min_score | HOTA | IDF1 | MOTA | IDSW | crops embedded | "
           "embedded share | embed ms/cam-frame | cam-frames/s | identities (multi-cam) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -90,7 +90,7 @@ def main() -> int:
             ids = f"{ids} ({r['identities_multi_camera']})"
         hota, idf1, mota = (f"{100 * r[k]:.1f}" if k in r else "-"
                             for k in ("HOTA", "IDF1", "MOTA"))
-        print(f"| {r['data']} | {r['refresh_frames']} | {min_score} | {hota} | {idf1} | "
+        print(f"| {r['data']} | {r['refresh_s']} | {min_score} | {hota} | {idf1} | "
               f"{mota} | {r.get('IDSW', '-')} | {crops} | {share:.2f} | "
               f"{stage.get('embed', 0.0):.1f} | {r['camera_frames_per_s']:.1f} | {ids} |")
     return 0

@@ -231,7 +231,7 @@ def build_sinks(config: RunConfig, out_dir: Path, *, association: Association,
     after the CSV so both end with the same ids. ``plan``: the floor-plan image of the
     floor plots and the review page's floor view.
     """
-    live_ids = association.snapshot_frames is not None
+    live_ids = association.snapshot_s is not None
     streamed, final = (("trajectories.csv", "trajectories_final.csv") if live_ids
                        else ("tracks_local.csv", "trajectories.csv"))
     rows = out.TrajectorySink(out_dir, streamed=streamed, final=final, flush_s=flush_s)
@@ -385,7 +385,8 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
     embedding = _embedding(config, device, threads, camera_ids)
     detector = _camera_detector(config, device)
     set_threads(threads)  # importing ultralytics resets torch's thread count
-    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where)
+    check_params(TrackletBuilder, dict(config.tracklets), "tracklets", where,
+                 exclude=("camera_id", "fps"))
     return InProcessCameras(
         detector=detector, embedding=embedding, timer=timer,
         trackers={cid: make_tracker() for cid in camera_ids},

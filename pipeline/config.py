@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.types import renamed_to_seconds
+
 __all__ = [
     "ConfigError",
     "CameraConfig",
@@ -114,10 +116,10 @@ class ReidConfig:
             beside ``weights``, made by ``tools/quantize_openvino.py``).
         backend: "torch", "openvino" (the safetensors file is converted at start-up)
             or "onnx" (weights must then be an exported .onnx file).
-        refresh_frames: A detection that clearly continues a track, with no other
+        refresh_s: A detection that clearly continues a track, with no other
             person near, is re-embedded only when the track's last embedding is this
-            many frames old; births and ambiguous detections are always embedded.
-            1 embeds every eligible detection (see ``pipeline.reid.schedule``).
+            many seconds old; births and ambiguous detections are always embedded.
+            0 embeds every eligible detection (see ``pipeline.reid.schedule``).
         max_crops_per_frame: Crop budget per camera frame, shared by a tick's cameras:
             births first, then crowded detections, then the stalest refreshes (see
             ``pipeline.reid.policy``); null = no budget.
@@ -137,7 +139,7 @@ class ReidConfig:
     enabled: bool = True
     precision: str = "fp32"
     backend: str = "torch"
-    refresh_frames: int = 1
+    refresh_s: float = 0.0
     max_crops_per_frame: float | None = None
     ambiguity_iou: float = 0.1
     input: str | Mapping[str, Any] | None = None
@@ -293,6 +295,9 @@ class RunOptions:
 
 def _check_keys(section: str, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(data) - allowed)
+    renamed = renamed_to_seconds(unknown)
+    if renamed:
+        raise ConfigError(f"{where}: {section}: {renamed}")
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} in {section}; "

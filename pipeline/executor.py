@@ -86,6 +86,12 @@ class InProcessCameras:
         self.sources = open_cameras(cameras, live=live, epoch_s=epoch_s,
                                     stream_overrides=stream_overrides, duration_s=duration_s,
                                     stack=stack)
+        for source in self.sources:  # durations in seconds become frames at each rate
+            cid, fps = source.camera_id, source.fps
+            self.trackers[cid].set_fps(fps)
+            self.builders[cid].set_fps(fps)
+            if self.embedding is not None:
+                self.embedding.set_fps(cid, fps)
         return self.sources
 
     def close(self) -> None:
@@ -125,23 +131,23 @@ class InProcessCameras:
             results.append((frame, tracks, crops))
         return results
 
-    def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:
+    def events(self, snapshot_s: float | None) -> tuple[list[Tracklet], list[Tracklet]]:
         """Tracklet events since the last call: ``(open snapshots, finished)``.
 
         Args:
-            snapshot_frames: Snapshot open tracklets with at least this many frames;
+            snapshot_s: Snapshot open tracklets seen for at least this many seconds;
                 None = no snapshots.
         """
         finished = self._ended + [t for b in self.builders.values() for t in b.finished()]
         self._ended = []
-        snapshots = [] if snapshot_frames is None else [
-            t for b in self.builders.values() for t in b.snapshots(min_frames=snapshot_frames)]
+        snapshots = [] if snapshot_s is None else [
+            t for b in self.builders.values() for t in b.snapshots(min_s=snapshot_s)]
         return snapshots, finished
 
     def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:
         """End of the run: ``(every tracklet not handed on yet, short tracks)``.
 
-        Short tracks are those below the builders' ``min_length``, in camera order.
+        Short tracks are those below the builders' ``min_length_s``, in camera order.
         """
         finished = self._ended + [t for b in self.builders.values() for t in b.finish()]
         self._ended = []
@@ -216,7 +222,7 @@ class Cameras(Protocol):
         """One tick: per camera frame ``(frame record, tracks, crops)``."""
         ...
 
-    def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:
+    def events(self, snapshot_s: float | None) -> tuple[list[Tracklet], list[Tracklet]]:
         """Tracklet events since the last call: ``(open snapshots, finished)``."""
         ...
 

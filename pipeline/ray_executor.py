@@ -359,10 +359,10 @@ class RayCameras:
     def _sorted(self, tracklets: list[Tracklet]) -> list[Tracklet]:
         return sorted(tracklets, key=lambda t: self.order[t.camera_id])  # stable
 
-    def events(self, snapshot_frames: int | None) -> tuple[list[Tracklet], list[Tracklet]]:
+    def events(self, snapshot_s: float | None) -> tuple[list[Tracklet], list[Tracklet]]:
         """Tracklet events since the last call: ``(open snapshots, finished)``."""
         finished, self._finished = self._sorted(self._finished), []
-        snapshots = [] if snapshot_frames is None else self._sorted(
+        snapshots = [] if snapshot_s is None else self._sorted(
             [t for group in self._snapshots.values() for t in group])
         self._snapshots = {}
         return snapshots, finished
@@ -433,7 +433,7 @@ def _plans(ctx: ExecutorContext, count: int) -> list[WorkerPlan]:
         plans.append(WorkerPlan(
             cameras=cameras, device=ctx.device, threads=ex.threads, live=ctx.live,
             outage_reset_s=ctx.outage_reset_s,
-            snapshot_frames=ctx.association.snapshot_frames,
+            snapshot_s=ctx.association.snapshot_s,
             schedule=ctx.association.new_schedule(), batch_frames=ex.batch_frames,
             batch_s=ex.batch_s, checkpoint_frames=ex.checkpoint_frames,
             stream_overrides=options.stream_options, duration_s=options.duration_s,

@@ -52,7 +52,7 @@ class WorkerPlan:
         device, threads: Model device and CPU threads inside the actor.
         live: Live cameras (wall-clock ticks) or recordings.
         outage_reset_s: Live cameras: end a camera's tracks after this long silent.
-        snapshot_frames: The association's ``snapshot_frames`` (None: no events during
+        snapshot_s: The association's ``snapshot_s`` (None: no events during
             the run, everything at the end, as offline association wants).
         schedule: A copy of the associator's schedule (when events are handed on).
         batch_frames: Ticks per returned batch.
@@ -71,7 +71,7 @@ class WorkerPlan:
     threads: int
     live: bool
     outage_reset_s: float | None
-    snapshot_frames: int | None
+    snapshot_s: float | None
     schedule: Schedule
     batch_frames: int
     batch_s: float
@@ -271,7 +271,7 @@ class CameraWorker:
         results = self.cams.process(tick)
         snapshots, finished = None, []
         if self.schedule.due(max(f.timestamp_s for f in tick)):
-            snapshots, finished = self.cams.events(self.plan.snapshot_frames)
+            snapshots, finished = self.cams.events(self.plan.snapshot_s)
         updates = []
         for i, (frame, tracks, crops) in enumerate(results):
             cid = frame.camera_id

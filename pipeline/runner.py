@@ -140,7 +140,7 @@ def _step(parts: RunParts, tick: list[Frame], progress: _Progress) -> None:
     association = parts.association
     if association.due(progress.now_s):
         with parts.timer("associate"):
-            snapshots, finished = parts.cameras.events(association.snapshot_frames)
+            snapshots, finished = parts.cameras.events(association.snapshot_s)
             parts.sinks.on_tracklets(finished)
             parts.sinks.on_revisions(association.update(
                 now_s=progress.now_s, open_tracklets=snapshots, finished=finished))
@@ -199,7 +199,7 @@ def _summary(config: RunConfig, parts: RunParts, progress: _Progress, identities
         # one count: every distinct global id, including the short tracks' own ones
         "identities": identities.count,
         "identities_multi_camera": identities.multi_camera,
-        # of the identities, tracks shorter than tracklets.min_length (not associated)
+        # of the identities, tracks shorter than tracklets.min_length_s (not associated)
         "identities_short_tracks": identities.short_tracks,
         "revisions": identities.revisions,
         "rows": progress.rows,

@@ -14,14 +14,40 @@ Conventions used everywhere:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 __all__ = ["Frame", "FrameInfo", "Detections", "Tracks", "Tracklet", "GlobalTrack",
-           "TrackKey", "FrameTracks", "CameraUpdate", "Revision", "Identities"]
+           "TrackKey", "FrameTracks", "CameraUpdate", "Revision", "Identities",
+           "DEFAULT_FPS", "seconds_to_frames", "renamed_to_seconds"]
+
+DEFAULT_FPS = 10.0
+"""The frame rate assumed by a per-camera component never told its camera's (unit
+tests, studies replaying bare detections). Options given in seconds equal the frame
+counts they replaced at this rate (PETS09 and the sample play at 10 fps)."""
+
+
+def seconds_to_frames(seconds: float, fps: float) -> int:
+    """``seconds`` of video as a whole number of frames at ``fps`` (rounded half up, >= 0)."""
+    return max(0, int(np.floor(seconds * fps + 0.5)))
+
+
+# Config keys that counted frames, renamed when they became seconds.
+_TO_SECONDS = {"max_lost_frames": "max_lost_s", "max_weak_frames": "max_weak_s",
+               "refresh_frames": "refresh_s", "min_length": "min_length_s",
+               "min_frames": "min_s"}
+
+
+def renamed_to_seconds(keys: Iterable[str]) -> str | None:
+    """A message for config keys that counted frames and are now seconds; None if none."""
+    old = [k for k in keys if k in _TO_SECONDS]
+    if not old:
+        return None
+    return "; ".join(f"{k!r} is now {_TO_SECONDS[k]!r}, in seconds (frames at 10 fps / 10)"
+                     for k in old)
 
 TrackKey = tuple[str, int]
 """A per-camera track: ``(camera_id, track_id)``."""
@@ -226,6 +252,16 @@ class Tracklet:
         return float(self.timestamps_s[-1]) if len(self.frames) else float("nan")
 
     @property
+    def observed_s(self) -> float:
+        """Seconds the track was seen for: its observations times their mean spacing,
+        so 40 consecutive frames at 10 fps are 4 s, as are 8 observations at 2 fps;
+        0 for a single observation, whose spacing is unknown."""
+        n = len(self.frames)
+        if n < 2:
+            return 0.0
+        return n * float(self.timestamps_s[-1] - self.timestamps_s[0]) / (n - 1)
+
+    @property
     def key(self) -> tuple[str, int]:
         """(camera_id, track_id): unique within a run."""
         return (self.camera_id, self.track_id)
@@ -345,7 +381,7 @@ class Identities:
     Attributes:
         global_of: ``(camera, track_id) -> global id`` for every track that has one.
         tracklets: Tracklets that association was given (tracks of at least
-            ``tracklets.min_length`` frames).
+            ``tracklets.min_length_s``).
         short_tracks: Of the identities, tracks too short to be tracklets that were
             given an identity of their own without association (offline runs).
         revisions: Global ids changed after their first assignment (online runs).

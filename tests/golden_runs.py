@@ -55,13 +55,13 @@ _FP32 = {"detector": {"precision": "fp32"}, "reid": {"precision": "fp32"}, "thre
 CASES: dict[str, GoldenCase] = {
     "sample_offline": GoldenCase("configs/sample.yaml", 40,
                                  {**_FP32, "association": {"mode": "offline"}}),
-    # min_frames 10 so that ids are assigned and revised while the clip runs.
+    # min_s 1.0 so that ids are assigned and revised while the clip runs.
     "sample_online": GoldenCase("configs/sample.yaml", 40,
-                                {**_FP32, "association": {"mode": "online", "min_frames": 10}}),
+                                {**_FP32, "association": {"mode": "online", "min_s": 1.0}}),
     "pets09_offline": GoldenCase("configs/pets09_s2l1.yaml", 60,
                                  {**_FP32, "association": {"mode": "offline"}}),
     "pets09_online": GoldenCase("configs/pets09_s2l1.yaml", 60,
-                                {**_FP32, "association": {"mode": "online", "min_frames": 10}}),
+                                {**_FP32, "association": {"mode": "online", "min_s": 1.0}}),
 }
 
 

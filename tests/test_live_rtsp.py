@@ -217,7 +217,7 @@ def _mtmc_run(tmp: Path, server: RtspServer, *extra: str) -> tuple[subprocess.Po
         f"cameras:\n{cameras}\n"
         f"detector: {{name: yolo, weights: {REPO / 'weights' / 'yolov8n_int8.tflite'}}}\n"
         "reid: {enabled: false}\n"
-        "association: {mode: online, min_frames: 5, lag_s: 5}\n"
+        "association: {mode: online, min_s: 0.5, lag_s: 5}\n"
         "output: {mot: true, plots: false}\nthreads: 1\n")
     out = tmp / "out"
     log = open(tmp / "mtmc.log", "wb")  # noqa: SIM115 - closed by the caller via wait()

@@ -78,7 +78,7 @@ def test_registered_and_validated():
 
 def test_id_only_after_enough_evidence_and_same_person_joined():
     a, b = [1, 0, 0, 0], [0, 1, 0, 0]
-    assoc = OnlineAssociator.from_params(threshold=0.3, min_frames=10, lag_s=10)
+    assoc = OnlineAssociator.from_params(threshold=0.3, min_s=1.0, lag_s=10)
     # 0.5 s = 6 frames: not enough yet.
     assert assoc.update(now_s=0.5, open_tracklets=[_tracklet("c1", 1, 0.0, 0.5, a)]) == []
     assert assoc.global_id("c1", 1) == -1
@@ -98,7 +98,7 @@ def test_id_only_after_enough_evidence_and_same_person_joined():
 def _ambiguous_then_clear(change_at_s: float):
     """c2/5 first looks like nobody known, later (more evidence) like c1/1."""
     a, other = [1, 0, 0], [0.2, 1, 0]
-    assoc = OnlineAssociator.from_params(threshold=0.3, min_frames=10, lag_s=10)
+    assoc = OnlineAssociator.from_params(threshold=0.3, min_s=1.0, lag_s=10)
     log = []
     log += assoc.update(now_s=1.0, open_tracklets=[_tracklet("c1", 1, 0.0, 1.0, a)])
     log += assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, a)])
@@ -133,7 +133,7 @@ def test_no_revision_after_the_lag():
 
 def _flapping(params: dict, rounds: int = 8):
     """c2/5 sways around the threshold (0.40) from person a (c1/1) every round."""
-    assoc = OnlineAssociator.from_params(threshold=0.40, min_frames=10, lag_s=10, **params)
+    assoc = OnlineAssociator.from_params(threshold=0.40, min_s=1.0, lag_s=10, **params)
     log = assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0))])
     for k in range(rounds):
         t = 4.0 + k
@@ -156,7 +156,7 @@ def test_flapping_around_the_threshold_no_longer_changes_ids():
 
 def _between_two(params: dict, clear_from_s: float | None = None):
     """c2/5 alternates being slightly nearer a (c1/1) and b (c3/2); later maybe clearly b."""
-    assoc = OnlineAssociator.from_params(threshold=0.40, min_frames=10, lag_s=10, **params)
+    assoc = OnlineAssociator.from_params(threshold=0.40, min_s=1.0, lag_s=10, **params)
     log = assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0, 0)),
                                             _tracklet("c3", 2, 0.0, 2.0, _at(0.0, 1))])
     t = 4.0
@@ -194,7 +194,7 @@ def test_clear_change_goes_through_within_the_lag():
 
 
 def test_the_last_round_makes_its_changes_at_once():
-    assoc = OnlineAssociator.from_params(threshold=0.40, min_frames=10, lag_s=10, switch_rounds=3)
+    assoc = OnlineAssociator.from_params(threshold=0.40, min_s=1.0, lag_s=10, switch_rounds=3)
     assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0, 0)),
                                       _tracklet("c3", 2, 0.0, 2.0, _at(0.0, 1))])
     assoc.update(now_s=4.0, open_tracklets=[_tracklet("c2", 5, 3.0, 4.0, _between(0.2, 0.7))])
@@ -211,7 +211,7 @@ def test_the_last_round_makes_its_changes_at_once():
 def test_constraints_come_before_confirmation():
     """A held-back change is made at once if staying would join two simultaneous tracks
     of one camera: c2/6 (new, nearly identical to a) takes a's id from c2/5."""
-    assoc = OnlineAssociator.from_params(threshold=0.40, min_frames=10, lag_s=10, switch_rounds=3)
+    assoc = OnlineAssociator.from_params(threshold=0.40, min_s=1.0, lag_s=10, switch_rounds=3)
     assoc.update(now_s=2.0, finished=[_tracklet("c1", 1, 0.0, 2.0, _at(0.0))])
     assoc.update(now_s=4.0, open_tracklets=[_tracklet("c2", 5, 3.0, 4.0, _at(0.2))])
     a = assoc.global_id("c1", 1)
@@ -226,14 +226,14 @@ def test_constraints_come_before_confirmation():
 
 def test_open_tracks_of_one_camera_never_share_an_id():
     same = [1, 0, 0]
-    assoc = OnlineAssociator.from_params(threshold=0.5, min_frames=5)
+    assoc = OnlineAssociator.from_params(threshold=0.5, min_s=0.5)
     for t in np.arange(1.0, 6.0, 1.0):
         # c1/2 started after c1/1's last snapshot time but c1/1 is still open.
         assoc.update(now_s=t, open_tracklets=[_tracklet("c1", 1, 0.0, t - 0.3, same),
                                               _tracklet("c1", 2, 0.5, t, same)])
     assert assoc.global_id("c1", 1) != assoc.global_id("c1", 2)
     # A transit window that the gap violates also keeps two cameras apart.
-    windowed = OnlineAssociator.from_params(threshold=0.5, min_frames=5,
+    windowed = OnlineAssociator.from_params(threshold=0.5, min_s=0.5,
                                             transit_windows={"c1,c2": [0, 5]})
     windowed.update(now_s=1.0, finished=[_tracklet("c1", 1, 0.0, 1.0, same)])
     windowed.update(now_s=30.0, open_tracklets=[_tracklet("c2", 1, 29.0, 30.0, same)])
@@ -255,7 +255,7 @@ def _simulate(seed: int, lag_s: float = 5.0, forget_after_s: float = 600.0):
             dur = float(rng.uniform(2, 6))
             visits.append((str(camera), track_ids[camera], t, t + dur, person))
             t += dur + float(rng.uniform(0.5, 4))
-    assoc = OnlineAssociator.from_params(threshold=0.5, min_frames=10, lag_s=lag_s,
+    assoc = OnlineAssociator.from_params(threshold=0.5, min_s=1.0, lag_s=lag_s,
                              forget_after_s=forget_after_s)
     log, seen, first_assigned = [], set(), {}
     for now in np.arange(0.5, 50.0, 0.5):
@@ -307,7 +307,7 @@ def test_revisions_csv_round_trip(tmp_path):
 
 
 def test_memory_stays_bounded_on_long_runs():
-    assoc = OnlineAssociator.from_params(threshold=0.3, min_frames=3, lag_s=5, forget_after_s=30)
+    assoc = OnlineAssociator.from_params(threshold=0.3, min_s=0.3, lag_s=5, forget_after_s=30)
     rng = np.random.default_rng(0)
     for k in range(400):  # one short tracklet per second for 400 s
         t = _tracklet("c1", k + 1, k, k + 0.5, rng.normal(size=8))
@@ -317,13 +317,13 @@ def test_memory_stays_bounded_on_long_runs():
 
 
 def test_builder_snapshots_do_not_close_tracks():
-    builder = TrackletBuilder(camera_id="c1", min_length=2)
+    builder = TrackletBuilder(camera_id="c1", min_length_s=0.2)
     emb = np.eye(4, dtype=np.float32)[:1]
     for i in range(4):
         tracks = Tracks(track_id=[7], xyxy=[[0, 0, 10, 40]], score=[0.9], det_index=[0],
                         embedding=emb)
         builder.update(i, i / FPS, tracks, tracks.xyxy, (100, 100))
-        snaps = builder.snapshots(min_frames=3)
+        snaps = builder.snapshots(min_s=0.3)
         assert len(snaps) == (1 if i >= 2 else 0)
     assert len(snaps[0].frames) == 4 and snaps[0].embedding.shape == (4,)
     assert builder.num_open == 1

@@ -191,7 +191,7 @@ def test_live_rtsp_camera_on_ray_survives_a_killed_worker(tmp_path):
         data = _merge(yaml.safe_load((REPO / "configs/sample.yaml").read_text()),
                       CASES[CASE].overrides)
         data["cameras"] = [{"id": "cam1", "source": server.url(), "fps": 10}]
-        data["association"] = {"min_frames": 10}
+        data["association"] = {"min_s": 1.0}
         data["output"] = {"mot": False, "plots": False}
         data["executor"] = {"name": "ray", "threads": 2, "checkpoint_frames": 10}
         config = config_from_dict(data, base_dir=REPO / "configs", where="live ray test")

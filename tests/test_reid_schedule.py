@@ -144,7 +144,7 @@ def test_budget_puts_refreshes_off_never_births():
     embedder = _CountingEmbedder()
     trackers = {"a": ByteTracker(min_hits=1), "b": ByteTracker(min_hits=1)}
     policy = PolicyEmbedder(embedder=embedder, camera_ids=list(trackers),
-                            policy=EmbeddingPolicy(refresh_frames=2, max_crops_per_frame=1))
+                            policy=EmbeddingPolicy(refresh_s=0.2, max_crops_per_frame=1))
     people = [[[100 + 150 * i, 100, 140 + 150 * i, 200] for i in range(3)]] * 2
     # Tick 0: six births in two frames, over the budget of 2: all embedded anyway.
     assert [c.tolist() for c in _tick(policy, trackers, people)] == [[True] * 3] * 2
@@ -167,7 +167,7 @@ def test_budget_puts_refreshes_off_never_births():
 def test_no_budget_is_the_plain_schedule():
     trackers = {"a": ByteTracker(min_hits=1)}
     plain = PolicyEmbedder(embedder=_CountingEmbedder(), camera_ids=["a"],
-                           policy=EmbeddingPolicy(refresh_frames=3))
+                           policy=EmbeddingPolicy(refresh_s=0.3))
     trackers_b = {"a": ByteTracker(min_hits=1)}
     sched = EmbeddingScheduler(refresh_frames=3)
     for f in range(8):

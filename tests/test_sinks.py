@@ -88,7 +88,7 @@ def test_failed_run_leaves_streamed_rows_and_no_final_file(tmp_path):
 def test_offline_finish_gives_short_tracks_their_own_identity_and_one_count():
     assoc = OfflineAssociator.from_params(threshold=0.3)
     same = [1.0, 0.0, 0.0]
-    assert assoc.due(5.0) is False and assoc.snapshot_frames is None
+    assert assoc.due(5.0) is False and assoc.snapshot_s is None
     assert assoc.update(now_s=1.0, finished=[make_tracklet("c1", 1, range(0, 10), same)]) == []
     assoc.finish(now_s=3.0, finished=[make_tracklet("c2", 4, range(15, 25), same)],
                  short_tracks=[("c1", 9), ("c2", 3)])
@@ -100,7 +100,7 @@ def test_offline_finish_gives_short_tracks_their_own_identity_and_one_count():
 
 
 def test_online_identities_are_the_last_revision_of_each_tracklet():
-    assoc = OnlineAssociator.from_params(threshold=0.3, min_frames=3, every_s=2.0)
+    assoc = OnlineAssociator.from_params(threshold=0.3, min_s=0.3, every_s=2.0)
     assert assoc.due(0.0) and not assoc.due(1.0) and assoc.due(2.0)
     log = assoc.update(now_s=1.0, open_tracklets=[make_tracklet("c1", 1, range(0, 10),
                                                                 [1.0, 0, 0])])
@@ -112,8 +112,8 @@ def test_online_identities_are_the_last_revision_of_each_tracklet():
 
 
 def test_embedding_policy_is_validated_and_reset_when_a_camera_comes_back():
-    with pytest.raises(ValueError, match="refresh_frames"):
-        EmbeddingPolicy(refresh_frames=0)
+    with pytest.raises(ValueError, match="refresh_s"):
+        EmbeddingPolicy(refresh_s=-1)
     with pytest.raises(ValueError, match="min_score"):
         EmbeddingPolicy(min_score=1.5)
 
@@ -128,11 +128,11 @@ def test_embedding_policy_is_validated_and_reset_when_a_camera_comes_back():
             return [make_dets([[10, 10, 50, 110]]) for _ in images]
 
     policy = PolicyEmbedder(embedder=FakeEmbedder(), camera_ids=["c1"],
-                            policy=EmbeddingPolicy(min_score=0.5, refresh_frames=100))
+                            policy=EmbeddingPolicy(min_score=0.5, refresh_s=10.0))
     cameras = InProcessCameras(
         detector=FakeDetector(), embedding=policy, timer=StageTimer(),
         trackers={"c1": TRACKERS["bytetrack"](min_hits=1)},
-        builders={"c1": TrackletBuilder(camera_id="c1", min_length=1)}, outage_reset_s=3.0)
+        builders={"c1": TrackletBuilder(camera_id="c1", min_length_s=0.1)}, outage_reset_s=3.0)
     image = np.zeros((120, 120, 3), np.uint8)
 
     def tick(index: int, t: float) -> None:
@@ -144,5 +144,36 @@ def test_embedding_policy_is_validated_and_reset_when_a_camera_comes_back():
     assert policy.eligible == 5 and embedded < 5
     tick(5, 10.0)  # back after a 9.6 s outage: tracks ended, schedule reset
     assert policy.embedded == embedded + 1
-    snapshots, finished = cameras.events(snapshot_frames=None)
+    snapshots, finished = cameras.events(snapshot_s=None)
     assert snapshots == [] and [len(t.frames) for t in finished] == [5]
+
+
+def test_opening_a_camera_gives_its_frame_rate_to_its_tracker_builder_and_schedule(tmp_path):
+    """Durations in seconds become frames at each camera's own rate when it opens."""
+    import cv2
+
+    from pipeline.config import CameraConfig
+    from pipeline.executor import InProcessCameras
+    from pipeline.reid.policy import EmbeddingPolicy, PolicyEmbedder
+    from pipeline.runtime import StageTimer
+    from pipeline.tracking import TRACKERS, TrackletBuilder
+
+    for name, fps in (("slow", 2.0), ("fast", 25.0)):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "000001.jpg"), np.zeros((48, 64, 3), np.uint8))
+    ids = ["slow", "fast"]
+    policy = PolicyEmbedder(embedder=None, camera_ids=ids,
+                            policy=EmbeddingPolicy(refresh_s=0.8))
+    cameras = InProcessCameras(
+        detector=None, embedding=policy, timer=StageTimer(),
+        trackers={c: TRACKERS["bytetrack"]() for c in ids},
+        builders={c: TrackletBuilder(camera_id=c) for c in ids})
+    cameras.open([CameraConfig(id="slow", source=str(tmp_path / "slow"), fps=2.0),
+                  CameraConfig(id="fast", source=str(tmp_path / "fast"), fps=25.0)],
+                 live=False, epoch_s=None)
+    try:
+        assert [cameras.trackers[c].max_lost_frames for c in ids] == [6, 75]
+        assert [cameras.builders[c].min_length for c in ids] == [1, 13]
+        assert [policy.schedulers[c].refresh_frames for c in ids] == [2, 20]
+    finally:
+        cameras.close()

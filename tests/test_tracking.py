@@ -109,7 +109,7 @@ def test_fusion_modes_differ_where_appearance_disagrees():
 
 
 def test_id_survives_low_score_frame_and_short_miss():
-    tracker = ByteTracker(max_lost_frames=10)
+    tracker = ByteTracker(max_lost_s=1.0)
     ids = []
     for f in range(30):
         boxes = [_box(50 + 6 * f), _box(600, 300)]
@@ -128,11 +128,11 @@ def test_id_survives_low_score_frame_and_short_miss():
 
 
 @pytest.mark.parametrize("limit", [None, 10])
-def test_weak_boxes_carry_a_track_only_for_max_weak_frames(limit):
+def test_weak_boxes_carry_a_track_only_for_max_weak_s(limit):
     """A person leaves and the detector keeps firing weakly (0.15) on a static thing
     where they stood: without a limit the weak boxes hold the track there for ever;
-    with ``max_weak_frames`` it stops being reported after that many frames."""
-    tracker = ByteTracker(max_weak_frames=limit, max_lost_frames=5)
+    with ``max_weak_s`` it stops being reported after that many frames (at 10 fps)."""
+    tracker = ByteTracker(max_weak_s=None if limit is None else limit / 10, max_lost_s=0.5)
     for f in range(5):
         tracker.update(make_dets([_box(100 + 2 * f)]))
     reported = []
@@ -142,9 +142,9 @@ def test_weak_boxes_carry_a_track_only_for_max_weak_frames(limit):
         assert reported == [1] * 40
     else:
         assert reported == [1] * limit + [0] * (40 - limit)
-        assert tracker.num_tracks == 0  # lost, then dropped after max_lost_frames
+        assert tracker.num_tracks == 0  # lost, then dropped after max_lost_s
     # A short occlusion (weak boxes between strong ones) is still bridged.
-    tracker = ByteTracker(max_weak_frames=limit)
+    tracker = ByteTracker(max_weak_s=None if limit is None else limit / 10)
     ids = {int(tracker.update(make_dets([_box(100 + 3 * f)], [0.15 if 5 <= f < 12 else 0.9]))
                .track_id[0]) for f in range(20) if f > 0}
     assert len(ids) == 1
@@ -247,8 +247,8 @@ def test_empty_detections():
 
 
 @pytest.mark.parametrize("gap, same_id", [(5, True), (6, False)])
-def test_track_removed_after_max_lost_frames(gap, same_id):
-    tracker = ByteTracker(max_lost_frames=5)
+def test_track_removed_after_max_lost_s(gap, same_id):
+    tracker = ByteTracker(max_lost_s=0.5)
     for _ in range(4):
         first = tracker.update(make_dets([_box(100)])).track_id.tolist()
     for _ in range(gap):
@@ -270,12 +270,12 @@ def test_registry_and_options(tmp_path):
     from tests.conftest import SAMPLE_CONFIG
 
     assert TRACKERS["bytetrack"] is ByteTracker
-    options = TrackerOptions(max_lost_frames=3)
+    options = TrackerOptions(max_lost_s=0.3)
     assert ByteTracker(options).options is options
     assert ByteTracker(options, min_hits=1).options == replace(options, min_hits=1)
     with pytest.raises(ValueError, match="low_thresh <= high_thresh"):
         ByteTracker(low_thresh=0.7, high_thresh=0.5)
-    with pytest.raises(ValueError, match="unknown key.*'max_lost'.*max_lost_frames"):
+    with pytest.raises(ValueError, match="unknown key.*'max_lost'.*max_lost_s"):
         ByteTracker(max_lost=3)
     with pytest.raises(AttributeError):
         options.min_hits = 1  # frozen
@@ -379,3 +379,35 @@ def test_options_of_two_sections_are_checked_together(caplog):
     with caplog.at_level("WARNING", logger="pipeline.assembly"):
         check_coupled(scaled)  # thresholds compared on the detector's scale: 10 and 40
     assert not caplog.records
+
+
+@pytest.mark.parametrize("fps", [2, 7, 10, 14, 25, 30])
+def test_lost_time_and_confirmation_are_seconds_at_every_frame_rate(fps):
+    """One person walking at 20 px/s, filmed at ``fps``: hidden for 2.5 s they keep
+    their id, hidden for 3.5 s they get a new one (``max_lost_s`` 3), whatever the
+    frame rate; ``confirm_s`` asks for the same time of evidence at every rate."""
+    def walk(tracker, hidden_s):
+        ids = []
+        for f in range(int(8 * fps)):
+            t = f / fps
+            if 2.0 <= t < 2.0 + hidden_s:
+                tracker.update(Detections.empty())
+                continue
+            ids += tracker.update(make_dets([_box(100 + 20 * t)])).track_id.tolist()
+        return ids
+
+    assert set(walk(ByteTracker(fps=fps), 2.5)) == {1}
+    assert set(walk(ByteTracker(fps=fps), 3.5)) == {1, 2}
+    tracker = ByteTracker(fps=fps)
+    assert tracker.max_lost_frames == round(3 * fps) and tracker.confirm_hits == 2
+    tracker.set_fps(2 * fps)
+    assert tracker.max_lost_frames == round(6 * fps)
+    assert ByteTracker(fps=fps, confirm_s=0.2).confirm_hits == 1 + round(0.2 * fps + 1e-9)
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        ByteTracker(fps=0)
+
+
+def test_frame_counted_options_name_their_seconds_replacement():
+    for old, new in (("max_lost_frames", "max_lost_s"), ("max_weak_frames", "max_weak_s")):
+        with pytest.raises(ValueError, match=f"'{old}' is now '{new}', in seconds"):
+            TrackerOptions.from_params({old: 30})

@@ -35,7 +35,7 @@ def test_quality_ordering():
 
 
 def test_embedding_cap_keeps_best_observations_and_pools_normalised():
-    builder = TrackletBuilder(camera_id="cam1", max_embeddings=3, min_length=1)
+    builder = TrackletBuilder(camera_id="cam1", max_embeddings=3, min_length_s=0.1)
     good = np.array([[1.0, 0.0, 0.0]])
     poor = np.array([[0.0, 1.0, 0.0]])
     frame = 0
@@ -58,7 +58,7 @@ def test_embedding_cap_keeps_best_observations_and_pools_normalised():
 
 def test_pooled_embedding_is_quality_weighted_and_unit_norm():
     rng = np.random.default_rng(0)
-    builder = TrackletBuilder(camera_id="c", max_embeddings=10, min_length=1)
+    builder = TrackletBuilder(camera_id="c", max_embeddings=10, min_length_s=0.1)
     for f in range(8):
         emb = rng.normal(size=(2, 32)).astype(np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -73,7 +73,7 @@ def test_pooled_embedding_is_quality_weighted_and_unit_norm():
 
 
 def test_min_length_finished_and_no_embeddings():
-    builder = TrackletBuilder(camera_id="c", min_length=3, finish_after_s=1.0)
+    builder = TrackletBuilder(camera_id="c", min_length_s=0.3, finish_after_s=1.0)
     box = [[10, 10, 50, 110]]
     for f in range(5):
         ids = [1, 2] if f < 2 else [1]  # track 2 lives 2 frames: too short
@@ -87,13 +87,13 @@ def test_min_length_finished_and_no_embeddings():
     assert [t.track_id for t in done] == [1]
     assert done[0].embedding.shape == (0,) and done[0].quality == 0.0
     np.testing.assert_array_equal(done[0].frames, np.arange(5))
-    assert builder.finish() == []  # track 3: one frame < min_length
+    assert builder.finish() == []  # track 3: one frame < min_length_s
     assert builder.num_open == 0
 
 
 def test_tracker_to_tracklets_end_to_end():
     tracker = ByteTracker()
-    builder = TrackletBuilder(camera_id="cam2", min_length=5)
+    builder = TrackletBuilder(camera_id="cam2", min_length_s=0.5)
     rng = np.random.default_rng(3)
     base = np.eye(16, dtype=np.float32)[:2]
     for f in range(20):
@@ -107,3 +107,18 @@ def test_tracker_to_tracklets_end_to_end():
     for t, b in zip(out, base, strict=True):
         assert len(t.frames) == 20
         assert float(t.embedding @ b) > 0.95
+
+
+@pytest.mark.parametrize("fps, frames", [(2, 1), (10, 5), (30, 15)])
+def test_min_length_is_seconds_at_the_camera_rate(fps, frames):
+    """``min_length_s`` 0.5: a track must be seen for half a second, at any rate."""
+    builder = TrackletBuilder(camera_id="c", fps=fps)
+    assert builder.min_length == frames
+    for f in range(frames):
+        ids = [1, 2] if f < frames - 1 else [1]
+        tracks = make_tracks(ids, [[10, 10, 50, 110], [200, 10, 240, 110]][:len(ids)])
+        builder.update(f, f / fps, tracks, tracks.xyxy, (640, 480))
+    finished = builder.finish()
+    assert [t.track_id for t in finished] == [1]
+    assert finished[0].observed_s == pytest.approx(frames / fps if frames > 1 else 0.0)
+    assert builder.short_track_ids == ([2] if frames > 1 else [])

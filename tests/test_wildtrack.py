@@ -37,7 +37,7 @@ def calibrations() -> dict[str, wt.Calibration]:
 
 
 def _build(tracks, embeddings=None) -> list[Tracklet]:
-    builders = {c: TrackletBuilder(camera_id=c, max_embeddings=10, min_length=2,
+    builders = {c: TrackletBuilder(camera_id=c, max_embeddings=10, min_length_s=0.2,
                                    finish_after_s=1e9) for c in wt.CAMERAS}
     for cam, frame, ts, tracks_now, boxes in wt.tracker_frames(tracks, embeddings):
         builders[cam].update(frame, ts, tracks_now, boxes, wt.IMAGE_WH)

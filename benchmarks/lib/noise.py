@@ -47,6 +47,11 @@ __all__ = [
     "considered_gt",
     "make_detections",
     "read_seqinfo",
+    "SCORE_TRANSFORMS",
+    "transform_scores",
+    "subsample_frames",
+    "renumber_rows",
+    "write_sequence",
 ]
 
 TRUE_BOX, MISALIGNED, FALSE_POSITIVE = 0, 1, 2
@@ -190,6 +195,55 @@ def read_seqinfo(path: str | Path) -> SequenceInfo:
     except KeyError as missing:
         raise ValueError(f"{path}: [Sequence] needs seqLength, imWidth and imHeight "
                          f"(missing {missing})") from None
+
+
+# Another detector's score scale, as affine maps of the study's scores (true boxes about
+# 0.45-1.0, false positives 0.1-0.8): squeezed toward 0.2 (a detector whose sure boxes
+# score 0.35, like MOT's public ACF boxes read as probabilities), shifted down, rescaled.
+SCORE_TRANSFORMS: dict[str, tuple[float, float]] = {
+    "none": (1.0, 0.0),
+    "compress": (0.3, 0.2 - 0.3 * 0.5),  # 0.2 + 0.3 (s - 0.5): 1.0 -> 0.35, 0.45 -> 0.185
+    "shift": (1.0, -0.35),  # s - 0.35 (clipped at 0.01): 1.0 -> 0.65, 0.45 -> 0.1
+    "rescale": (0.35, 0.0),  # 0.35 s: 1.0 -> 0.35, 0.45 -> 0.16
+}
+
+
+def transform_scores(detections: Detections, name: str) -> Detections:
+    """``detections`` with scores mapped by ``SCORE_TRANSFORMS[name]`` (kept >= 0.01)."""
+    gain, offset = SCORE_TRANSFORMS[name]
+    if name == "none":
+        return detections
+    score = np.maximum(gain * detections.score + offset, 0.01).astype(np.float32)
+    return Detections(xyxy=detections.xyxy, score=score, embedding=detections.embedding)
+
+
+def subsample_frames(num_frames: int, fps: float, target_fps: float) -> list[int]:
+    """1-based frames of a ``num_frames`` sequence at ``fps`` nearest to a ``target_fps``
+    rate (every frame when the target is not lower)."""
+    if target_fps >= fps:
+        return list(range(1, num_frames + 1))
+    step = fps / target_fps
+    kept = sorted({1 + int(np.floor(k * step + 0.5)) for k in range(int(num_frames / step) + 1)})
+    return [f for f in kept if f <= num_frames]
+
+
+def renumber_rows(rows: np.ndarray, kept: list[int]) -> np.ndarray:
+    """MOT rows of the ``kept`` frames only, renumbered 1, 2, ... in that order."""
+    new = {f: i for i, f in enumerate(kept, 1)}
+    frames = rows[:, 0].astype(np.int64)
+    mask = np.isin(frames, kept)
+    out = rows[mask].copy()
+    out[:, 0] = [new[int(f)] for f in frames[mask]]
+    return out
+
+
+def write_sequence(folder: Path, gt: np.ndarray, info: SequenceInfo) -> None:
+    """A MOTChallenge sequence folder (``gt/gt.txt`` and ``seqinfo.ini``) for scoring."""
+    (folder / "gt").mkdir(parents=True, exist_ok=True)
+    np.savetxt(folder / "gt" / "gt.txt", gt, delimiter=",", fmt="%.6g")
+    (folder / "seqinfo.ini").write_text(
+        f"[Sequence]\nname={folder.name}\nframeRate={info.fps:g}\n"
+        f"seqLength={info.num_frames}\nimWidth={info.width}\nimHeight={info.height}\n")
 
 
 def considered_gt(gt: np.ndarray, gt_format: str = "auto") -> np.ndarray:

@@ -381,7 +381,7 @@ def synthesize_tracks(
     0..``break_gap_max`` missed steps); boxes are jittered and clipped to the image
     (boxes left with less than 2 px of width or height inside the image are dropped, as
     a detector finds nothing there). Short tracks are not removed here: the
-    ``TrackletBuilder``'s ``min_length`` does that, as in the pipeline.
+    ``TrackletBuilder``'s ``min_length_s`` does that, as in the pipeline.
 
     Args:
         annotations: From :func:`load_annotations`.

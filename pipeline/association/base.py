@@ -51,13 +51,13 @@ class Association(ABC):
 
     Attributes:
         mode: The mode's name (``ASSOCIATORS`` key, reported in the run summary).
-        snapshot_frames: Open tracklets the associator wants in ``update``: those with
-            at least this many frames; None = none (it only needs finished ones, and
+        snapshot_s: Open tracklets the associator wants in ``update``: those seen for
+            at least this many seconds; None = none (it only needs finished ones, and
             gives no ids before :meth:`finish`).
     """
 
     mode: str = ""
-    snapshot_frames: int | None = None
+    snapshot_s: float | None = None
     options_type: type | None = None  # the mode's own options dataclass, if any
 
     def __init__(self, *, rules: AssociationRules | None = None,

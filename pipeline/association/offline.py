@@ -127,7 +127,7 @@ class OfflineAssociator(Association):
                 next_id += 1
                 short += 1
         logger.info("associated %d tracklets into %d identities; %d tracks shorter than "
-                    "tracklets.min_length got one identity each: %d identities in all",
+                    "tracklets.min_length_s got one identity each: %d identities in all",
                     len(tracklets), associated, short, associated + short)
         self._identities = Identities(global_of=global_of, tracklets=len(tracklets),
                                       short_tracks=short)

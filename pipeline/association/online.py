@@ -1,8 +1,8 @@
 """Online cross-camera association with a bounded revision lag (live streams).
 
 Tracklets are fed while they grow (snapshots of open tracks) and when they finish.
-A tracklet receives a global id once it has enough evidence: at least ``min_frames``
-frames (a finished tracklet: any length). It is matched to others only when its pooled
+A tracklet receives a global id once it has enough evidence: seen for at least
+``min_s`` seconds (a finished tracklet: any length). It is matched to others only when its pooled
 embedding has quality >= ``min_quality``; until then it holds an id of its own.
 At every ``update`` all matchable tracklets whose assignment is younger than
 ``lag_s`` are re-clustered together with the FROZEN identities (assignments older
@@ -21,7 +21,7 @@ Id hysteresis keeps ids stable while tracklets grow (re-clustering every round f
 scratch flips ids whenever new evidence moves a distance across the threshold: 141 id
 changes for 58 tracklets on the four-camera sample, docs/LIVE.md):
 
-* evidence before the first id: an open tracklet needs ``min_frames`` frames;
+* evidence before the first id: an open tracklet needs ``min_s`` seconds seen;
 * a margin: when re-clustering, two tracklets that hold the same id count as
   ``switch_margin`` closer than their appearance distance. Splitting an identity, or
   moving a tracklet to another one, therefore needs evidence that beats the current
@@ -82,7 +82,7 @@ this round (turned into a fresh global id when the round's decisions are made)."
 @dataclass
 class _Entry:
     summary: Tracklet  # first and last observation only (see _summary)
-    length: int
+    seen_s: float  # seconds the tracklet was seen (Tracklet.observed_s)
     is_open: bool
     global_id: int = -1
     assigned_s: float = float("nan")
@@ -141,14 +141,14 @@ class OnlineAssociator(Association):
         self._schedule = self.new_schedule()
 
     @property
-    def snapshot_frames(self) -> int:  # type: ignore[override]
-        """Open tracklets are wanted once they have ``min_frames`` frames."""
-        return self.options.min_frames
+    def snapshot_s(self) -> float:  # type: ignore[override]
+        """Open tracklets are wanted once they have been seen for ``min_s`` seconds."""
+        return self.options.min_s
 
     @property
-    def min_frames(self) -> int:
-        """Frames an open tracklet needs before it gets an id."""
-        return self.options.min_frames
+    def min_s(self) -> float:
+        """Seconds an open tracklet must have been seen before it gets an id."""
+        return self.options.min_s
 
     def new_schedule(self) -> Schedule:
         """Every ``options.every_s`` seconds of run clock (the first call is due)."""
@@ -234,10 +234,13 @@ class OnlineAssociator(Association):
             return
         entry = self._entries.get(t.key)
         if entry is None:
-            self._entries[t.key] = _Entry(summary=_summary(t), length=len(t.frames),
+            self._entries[t.key] = _Entry(summary=_summary(t), seen_s=t.observed_s,
                                           is_open=is_open)
         else:
-            entry.summary, entry.length, entry.is_open = _summary(t), len(t.frames), is_open
+            entry.summary, entry.seen_s, entry.is_open = _summary(t), t.observed_s, is_open
+
+    def _long_enough(self, entry: _Entry) -> bool:
+        return entry.seen_s >= self.options.min_s - 1e-6  # float error of n * period
 
     def _matchable(self, entry: _Entry) -> bool:
         return self.rules.usable(entry.summary)
@@ -255,9 +258,9 @@ class OnlineAssociator(Association):
             elif not self._matchable(e):
                 # No usable appearance (yet): an id of its own once long enough; it
                 # joins others if it gains appearance while still revisable.
-                if not assigned and (not e.is_open or e.length >= self.options.min_frames):
+                if not assigned and (not e.is_open or self._long_enough(e)):
                     singles.append(key)
-            elif assigned or not e.is_open or e.length >= self.options.min_frames:
+            elif assigned or not e.is_open or self._long_enough(e):
                 movable.append(key)
         labels: dict[Key, int] = {key: -1 - i for i, key in enumerate(sorted(singles))}
         waiting: dict[Key, int] = {}

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.types import Tracklet
+from pipeline.types import Tracklet, renamed_to_seconds
 
 __all__ = ["AssociationRules", "Distance", "DistanceTerm", "OnlineOptions",
            "appearance_distance", "cannot_link_matrix", "pair_distances", "split_params"]
@@ -112,9 +112,9 @@ class OnlineOptions:
     Attributes:
         lag_s: Seconds after its first assignment during which a tracklet's global
             id may still change; older assignments are frozen.
-        min_frames: Frames an open tracklet needs before it gets a global id (40:
-            4 s at 10 fps; fewer changed ids more often and scored lower against
-            ground truth, docs/LIVE.md). A finished tracklet gets one at any length.
+        min_s: Seconds an open tracklet must have been seen before it gets a global
+            id (4 s; fewer changed ids more often and scored lower against ground
+            truth, docs/LIVE.md). A finished tracklet gets one at any length.
         forget_after_s: Finished, frozen tracklets that ended this long ago are
             dropped from matching (bounds memory and cost on endless runs).
         switch_margin: Cosine distance by which tracklets holding one id count as
@@ -129,16 +129,16 @@ class OnlineOptions:
     """
 
     lag_s: float = 10.0
-    min_frames: int = 40
+    min_s: float = 4.0
     forget_after_s: float = 600.0
     switch_margin: float = 0.05
     switch_rounds: int = 2
     every_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.lag_s < 0 or self.min_frames < 1 or self.forget_after_s < self.lag_s:
-            raise ValueError("online association needs lag_s >= 0, min_frames >= 1 and "
-                             f"forget_after_s >= lag_s (got {self.lag_s}, {self.min_frames}, "
+        if self.lag_s < 0 or not self.min_s >= 0 or self.forget_after_s < self.lag_s:
+            raise ValueError("online association needs lag_s >= 0, min_s >= 0 and "
+                             f"forget_after_s >= lag_s (got {self.lag_s}, {self.min_s}, "
                              f"{self.forget_after_s})")
         if self.switch_margin < 0 or self.switch_rounds < 1 or self.every_s < 0:
             raise ValueError("online association needs switch_margin >= 0, switch_rounds "
@@ -160,6 +160,9 @@ def split_params(params: Mapping[str, Any], options: type | None = None,
     rule_keys = {f.name for f in fields(AssociationRules)}
     own_keys = {f.name for f in fields(options)} if options is not None else set()
     unknown = sorted(set(params) - rule_keys - own_keys)
+    renamed = renamed_to_seconds(unknown)
+    if renamed:
+        raise ValueError(f"association: {renamed}")
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in association; "
                          f"allowed: {', '.join(sorted(rule_keys | own_keys))}")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.reid.schedule import BIRTH, SKIP, EmbeddingScheduler
-from pipeline.types import Detections, Tracks
+from pipeline.types import DEFAULT_FPS, Detections, Tracks, seconds_to_frames
 
 __all__ = ["EmbeddingPolicy", "PolicyEmbedder", "embedding_stats"]
 
@@ -32,9 +32,10 @@ class EmbeddingPolicy:
     Attributes:
         min_score: Detections below this score are not embedded (they still track by IoU).
         min_height_px: Boxes shorter than this (pixels) are not embedded (too little detail).
-        refresh_frames: A detection that clearly continues a track, with no other person
+        refresh_s: A detection that clearly continues a track, with no other person
             near, is re-embedded only when the track's last embedding is this many
-            frames old; births and ambiguous detections always are (1 = every frame).
+            seconds old (at least one frame); births and ambiguous detections always
+            are (0 = every frame).
         max_crops_per_frame: Crop budget: at most this many crops per camera frame on
             average over a tick's frames (a 4-camera tick embeds up to 4x this many);
             None = no budget. Births are never put off, whatever the budget.
@@ -50,7 +51,7 @@ class EmbeddingPolicy:
 
     min_score: float = 0.4
     min_height_px: float = 32.0
-    refresh_frames: int = 1
+    refresh_s: float = 0.0
     max_crops_per_frame: float | None = None
     ambiguity_iou: float = 0.1
 
@@ -59,8 +60,8 @@ class EmbeddingPolicy:
             raise ValueError(f"reid.min_score must be in [0, 1], got {self.min_score}")
         if self.min_height_px < 0:
             raise ValueError(f"reid.min_height_px must be >= 0, got {self.min_height_px}")
-        if int(self.refresh_frames) < 1:
-            raise ValueError(f"reid.refresh_frames must be >= 1, got {self.refresh_frames}")
+        if not self.refresh_s >= 0:
+            raise ValueError(f"reid.refresh_s must be >= 0 seconds, got {self.refresh_s}")
         if self.max_crops_per_frame is not None and not self.max_crops_per_frame > 0:
             raise ValueError("reid.max_crops_per_frame must be > 0 or null (no budget), got "
                              f"{self.max_crops_per_frame}")
@@ -95,12 +96,18 @@ class PolicyEmbedder:
                  policy: EmbeddingPolicy) -> None:
         self.embedder = embedder
         self.policy = policy
-        self.schedulers = {cid: EmbeddingScheduler(refresh_frames=policy.refresh_frames,
-                                                   ambiguity_iou=policy.ambiguity_iou)
+        self.schedulers = {cid: EmbeddingScheduler(ambiguity_iou=policy.ambiguity_iou)
                            for cid in camera_ids}
+        for cid in camera_ids:
+            self.set_fps(cid, DEFAULT_FPS)
         self.eligible = 0  # detections good enough to embed
         self.embedded = 0  # of those, embedded (the schedule skipped the rest)
         self.deferred = 0  # chosen by the schedule but put off by the crop budget
+
+    def set_fps(self, camera_id: str, fps: float) -> None:
+        """A camera's frame rate: ``refresh_s`` becomes its schedule's frame count."""
+        frames = max(1, seconds_to_frames(self.policy.refresh_s, fps))
+        self.schedulers[camera_id].refresh_frames = frames
 
     def __call__(self, camera_ids: Sequence[str], images: Sequence[np.ndarray],
                  dets: list[Detections]) -> list[Detections]:

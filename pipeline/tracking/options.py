@@ -3,6 +3,10 @@
 The run config's ``tracker`` section (all but ``name``) becomes one
 :class:`TrackerOptions`, validated once when the run is built; the tracker's constructor
 is the only consumer. Fields are documented on the class.
+
+Durations are in seconds of video, not frames: a tracker learns its camera's frame rate
+(``ByteTracker(fps=...)`` or ``set_fps``) and turns them into frame counts, so a 2 fps
+camera and a 30 fps one keep a lost person for the same time.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.tracking.costs import FUSION_MODES
+from pipeline.types import renamed_to_seconds, seconds_to_frames
 
 __all__ = ["OUTPUT_BOXES", "TrackerOptions"]
 
@@ -32,8 +37,14 @@ class TrackerOptions:
         match_thresh: Max fused cost accepted in the first association.
         second_match_thresh: Max ``1 - IoU`` accepted for low-score detections.
         unconfirmed_match_thresh: Max cost accepted for tentative tracks.
-        max_lost_frames: Frames a lost track is kept for re-acquisition.
-        min_hits: Consecutive matches that confirm a track (1 = confirm at birth).
+        max_lost_s: Seconds a lost track is kept for re-acquisition.
+        min_hits: Consecutive matches that confirm a track (1 = confirm at birth);
+            used when ``confirm_s`` is None.
+        confirm_s: When set, a tentative track is confirmed once it has been matched
+            in every frame for this many seconds after its birth
+            (``1 + round(confirm_s * fps)`` matches), instead of ``min_hits``: at a low
+            frame rate a person moves far between frames and a second overlapping box
+            is hard to get, at a high one two frames are a glimpse.
         activate_first_frame: Confirm tracks born on the very first frame at once
             (a video that starts mid-scene has people on it already).
         min_iou: Overlap for a pair to be allowed on motion alone (first stage).
@@ -64,10 +75,10 @@ class TrackerOptions:
             keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
-        max_weak_frames: Frames after a track's last strong (>= ``high_thresh``) box
+        max_weak_s: Seconds after a track's last strong (>= ``high_thresh``) box
             during which low-score boxes may still extend or re-acquire it (stage 2).
-            Measured on PETS09 (docs/BENCHMARKS.md §3e): beyond 30 frames, 5 low-score
-            rows hit a person and 153 did not (a 280-frame ghost held by a background
+            Measured on PETS09 (docs/BENCHMARKS.md §3e): beyond 3 s, 5 low-score
+            rows hit a person and 153 did not (a 28 s ghost held by a background
             box scoring 0.1-0.16). ``None`` = no limit (ByteTrack).
 
     The score thresholds (0.4 / 0.1 / 0.5) come from ``benchmarks/tracker_thresholds.py``
@@ -85,8 +96,9 @@ class TrackerOptions:
     match_thresh: float = 0.8
     second_match_thresh: float = 0.5
     unconfirmed_match_thresh: float = 0.7
-    max_lost_frames: int = 30
+    max_lost_s: float = 3.0
     min_hits: int = 2
+    confirm_s: float | None = None
     activate_first_frame: bool = True
     min_iou: float = 0.1
     appearance_weight: float = 0.5
@@ -99,7 +111,7 @@ class TrackerOptions:
     adaptive_noise: bool = True
     noise_gain: float = 3.0
     output_box: str = "filtered"
-    max_weak_frames: int | None = 30
+    max_weak_s: float | None = 3.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_thresh <= self.high_thresh <= 1.0:
@@ -116,16 +128,27 @@ class TrackerOptions:
                              f"{OUTPUT_BOXES}")
         if not self.noise_gain > 0 or not np.isfinite(self.noise_gain):
             raise ValueError(f"noise_gain must be a positive number, got {self.noise_gain}")
-        if self.min_hits < 1 or self.max_lost_frames < 0:
-            raise ValueError(f"min_hits must be >= 1 and max_lost_frames >= 0, got "
-                             f"{self.min_hits}, {self.max_lost_frames}")
-        if self.max_weak_frames is not None and self.max_weak_frames < 0:
-            raise ValueError(f"max_weak_frames must be >= 0 or None, got {self.max_weak_frames}")
+        if self.min_hits < 1 or not self.max_lost_s >= 0:
+            raise ValueError(f"min_hits must be >= 1 and max_lost_s >= 0, got "
+                             f"{self.min_hits}, {self.max_lost_s}")
+        for name in ("max_weak_s", "confirm_s"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0 seconds or None, got {value}")
+
+    def confirm_hits(self, fps: float) -> int:
+        """Matches that confirm a tentative track at ``fps`` (``confirm_s`` or ``min_hits``)."""
+        if self.confirm_s is None:
+            return self.min_hits
+        return 1 + seconds_to_frames(self.confirm_s, fps)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrackerOptions:
         """From a config mapping; ValueError names an unknown key and lists the known."""
         names = {f.name for f in fields(cls)}
+        renamed = renamed_to_seconds(sorted(params))
+        if renamed:
+            raise ValueError(renamed)
         unknown = sorted(set(params) - names)
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: "

@@ -17,12 +17,15 @@ Association per frame (ByteTrack, with appearance in the first stage):
    whose score dropped re-acquires their track instead of waiting for a strong box;
    the IoU gate (``second_match_thresh``) keeps this to boxes on the prediction, and
    low-score boxes never start tracks. Weak boxes carry a track for at most
-   ``max_weak_frames`` after its last strong one: an occlusion ends, while a detector
+   ``max_weak_s`` after its last strong one: an occlusion ends, while a detector
    that keeps firing weakly on a static thing where a person left (a bin, a sign) would
    otherwise hold that person's track there for the rest of the video;
 3. unconfirmed (tentative) tracks vs the remaining high-score detections;
 4. new tentative tracks from the remaining detections scoring >= ``new_track_thresh``;
-5. tracks unmatched for more than ``max_lost_frames`` frames are removed.
+5. tracks unmatched for more than ``max_lost_s`` seconds are removed.
+
+Durations are in seconds: the tracker turns them into frame counts at its camera's
+frame rate (``fps``, given at construction or by ``set_fps`` once the source is open).
 
 The Kalman filter's measurement noise follows the detector (``adaptive_noise``): the
 jitter of strong boxes matched in consecutive frames is measured as the tracker runs
@@ -53,7 +56,7 @@ from pipeline.tracking.costs import (
 from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis
 from pipeline.tracking.noise import BoxNoiseEstimator
 from pipeline.tracking.options import OUTPUT_BOXES, TrackerOptions
-from pipeline.types import Detections, Tracks
+from pipeline.types import DEFAULT_FPS, Detections, Tracks, seconds_to_frames
 
 __all__ = ["TrackState", "Tracker", "ByteTracker", "TRACKERS", "OUTPUT_BOXES"]
 
@@ -69,6 +72,10 @@ class Tracker(Protocol):
 
     def update(self, detections: Detections) -> Tracks:
         """Advance one frame; the confirmed tracks matched in it."""
+        ...
+
+    def set_fps(self, fps: float) -> None:
+        """The camera's frame rate: durations in the options become frame counts."""
         ...
 
     def reset(self) -> None:
@@ -143,6 +150,7 @@ class ByteTracker:
     Args:
         options: How it associates, confirms and ends tracks (``TrackerOptions``; the
             defaults when None).
+        fps: The camera's frame rate (``DEFAULT_FPS`` when None); ``set_fps`` changes it.
         **overrides: ``TrackerOptions`` fields replacing those of ``options``
             (``ByteTracker(min_hits=1)``).
 
@@ -152,7 +160,8 @@ class ByteTracker:
 
     options_type: ClassVar[type] = TrackerOptions
 
-    def __init__(self, options: TrackerOptions | None = None, /, **overrides: object) -> None:
+    def __init__(self, options: TrackerOptions | None = None, /, *, fps: float | None = None,
+                 **overrides: object) -> None:
         base = options if options is not None else TrackerOptions()
         try:
             self.options = replace(base, **overrides) if overrides else base
@@ -160,7 +169,24 @@ class ByteTracker:
             TrackerOptions.from_params(overrides)  # raises, naming the unknown key
             raise
         self._noise = BoxNoiseEstimator()
+        self.set_fps(DEFAULT_FPS if fps is None else fps)
         self.reset()
+
+    def set_fps(self, fps: float) -> None:
+        """Take the camera's frame rate: the options' durations become frame counts."""
+        if not fps > 0 or not np.isfinite(fps):
+            raise ValueError(f"fps must be a positive number, got {fps}")
+        o = self.options
+        self.fps = float(fps)
+        self.max_lost_frames = seconds_to_frames(o.max_lost_s, fps)
+        self.max_weak_frames = (None if o.max_weak_s is None
+                                else seconds_to_frames(o.max_weak_s, fps))
+        self.confirm_hits = o.confirm_hits(fps)
+
+    def describe(self) -> dict[str, float | int | None]:
+        """The frame rate and the frame counts in use (for the run summary)."""
+        return {"fps": self.fps, "max_lost_frames": self.max_lost_frames,
+                "max_weak_frames": self.max_weak_frames, "confirm_hits": self.confirm_hits}
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1."""
@@ -251,13 +277,13 @@ class ByteTracker:
     def _match_weak(self, step: _FrameStep, unmatched: list[_Track]) -> None:
         """Stage 2: low-score detections vs the unmatched tracks (tracked; lost too with
         ``low_extends_lost``), IoU only; tracks whose last strong box is older than
-        ``max_weak_frames`` take none, and a lost track refuses a box that carries a
+        ``max_weak_s`` take none, and a lost track refuses a box that carries a
         vector unlike its own (the rule of stage 1). Tracks still unmatched are lost."""
         o, low = self.options, step.low
         remaining = [t for t in unmatched if t.state is TrackState.TRACKED or o.low_extends_lost]
         cost = iou_distance(self._boxes(remaining), step.detections.xyxy[low])
-        if o.max_weak_frames is not None:
-            stale = [self._frame - t.last_strong > o.max_weak_frames for t in remaining]
+        if self.max_weak_frames is not None:
+            stale = [self._frame - t.last_strong > self.max_weak_frames for t in remaining]
             cost[np.array(stale, bool)] = np.inf
         if step.embedding is not None:
             cost = np.where(self._unlike_lost(remaining, step.embedding[low]), np.inf, cost)
@@ -272,7 +298,7 @@ class ByteTracker:
 
     def _match_tentative(self, step: _FrameStep) -> set[int]:
         """Stage 3: tentative tracks vs the remaining high detections; a tentative
-        track is confirmed after ``min_hits`` matches. Returns the ``id`` of the
+        track is confirmed after ``confirm_hits`` matches. Returns the ``id`` of the
         tentative tracks left unmatched (they are removed)."""
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
         high, score = step.high, step.detections.score
@@ -284,7 +310,7 @@ class ByteTracker:
             self._apply(t, step.xyah[d], step.vector(d))
             t.last_strong = self._frame
             t.hits += 1
-            if t.hits >= self.options.min_hits:
+            if t.hits >= self.confirm_hits:
                 self._confirm(t)
             step.matched[d] = t
         step.high = high[rest_d]
@@ -292,7 +318,7 @@ class ByteTracker:
 
     def _births(self, step: _FrameStep) -> list[_Track]:
         """Stage 4: new tracks from the high detections nobody took that score at least
-        ``new_track_thresh`` (confirmed at once with ``min_hits`` 1, or on the first
+        ``new_track_thresh`` (confirmed at once with ``confirm_hits`` 1, or on the first
         frame with ``activate_first_frame``)."""
         o, frame = self.options, self._frame
         born = []
@@ -300,7 +326,7 @@ class ByteTracker:
             d = int(d)
             vector = step.vector(d)
             t = _Track(step.xyah[d], frame, None if vector is None else vector.copy())
-            if o.min_hits <= 1 or (frame == 1 and o.activate_first_frame):
+            if self.confirm_hits <= 1 or (frame == 1 and o.activate_first_frame):
                 self._confirm(t)
             born.append(t)
             step.matched[d] = t
@@ -309,12 +335,12 @@ class ByteTracker:
     def _housekeeping(self, removed: set[int], born: list[_Track]) -> None:
         """Stage 5: the detector's jitter estimate takes this frame's samples (used from
         the next frame on); unmatched tentative tracks, lost tracks older than
-        ``max_lost_frames`` and lost copies of tracked ones go; the newborn join."""
+        ``max_lost_s`` and lost copies of tracked ones go; the newborn join."""
         if self._jitter:
             self._noise.observe(np.stack(self._jitter))
             self._noise.refresh()
             self._jitter.clear()
-        frame, max_lost = self._frame, self.options.max_lost_frames
+        frame, max_lost = self._frame, self.max_lost_frames
         kept = [t for t in self._tracks if id(t) not in removed
                 and not (t.state is TrackState.LOST and frame - t.last_frame > max_lost)]
         self._tracks = self._drop_duplicate_lost(kept) + born

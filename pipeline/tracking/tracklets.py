@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from pipeline.geometry import box_area, clip_xyxy, ioa_matrix, iou_matrix
-from pipeline.types import Tracklet, Tracks
+from pipeline.types import DEFAULT_FPS, Tracklet, Tracks, seconds_to_frames
 
 __all__ = ["quality_scores", "TrackletBuilder"]
 
@@ -108,8 +108,10 @@ class TrackletBuilder:
     Args:
         camera_id: Camera the tracks come from (copied into each ``Tracklet``).
         max_embeddings: Appearance vectors kept per track (the best by quality).
-        min_length: Tracklets with fewer frames are dropped when finished (too short
-            to be a person rather than a detector glitch).
+        min_length_s: Tracklets seen for less than this are dropped when finished
+            (too short to be a person rather than a detector glitch): at least
+            ``round(min_length_s * fps)`` frames, and one.
+        fps: The camera's frame rate (``DEFAULT_FPS`` when None); ``set_fps`` changes it.
         finish_after_s: Default idle time after which ``finished()`` closes a
             tracklet; keep it above the tracker's lost-track buffer so a track that
             comes back is not split.
@@ -120,20 +122,34 @@ class TrackletBuilder:
         *,
         camera_id: str,
         max_embeddings: int = 10,
-        min_length: int = 5,
+        min_length_s: float = 0.5,
         finish_after_s: float = 10.0,
+        fps: float | None = None,
     ) -> None:
-        if max_embeddings < 1 or min_length < 1:
-            raise ValueError("max_embeddings and min_length must be >= 1")
+        if max_embeddings < 1 or not min_length_s >= 0:
+            raise ValueError(f"max_embeddings must be >= 1 and min_length_s >= 0, got "
+                             f"{max_embeddings}, {min_length_s}")
         self.camera_id = camera_id
         self.max_embeddings = int(max_embeddings)
-        self.min_length = int(min_length)
+        self.min_length_s = float(min_length_s)
         self.finish_after_s = float(finish_after_s)
+        self.set_fps(DEFAULT_FPS if fps is None else fps)
         self._open: dict[int, _Accumulator] = {}
         self._closed_ids: set[int] = set()
         self.short_track_ids: list[int] = []  # finished tracks below min_length, in order
         self._seq = itertools.count()
         self._now = float("-inf")
+
+    def set_fps(self, fps: float) -> None:
+        """Take the camera's frame rate (``min_length_s`` becomes ``min_length`` frames)."""
+        if not fps > 0 or not np.isfinite(fps):
+            raise ValueError(f"fps must be a positive number, got {fps}")
+        self.fps = float(fps)
+        self.min_length = self.frames_for(self.min_length_s)
+
+    def frames_for(self, seconds: float) -> int:
+        """Frames a track needs to have been seen for ``seconds`` (at least one)."""
+        return max(1, seconds_to_frames(seconds, self.fps))
 
     @property
     def num_open(self) -> int:
@@ -230,7 +246,7 @@ class TrackletBuilder:
         out = [self._build(t, self._open.pop(t)) for t in done]
         return [t for t in out if t is not None]
 
-    def snapshots(self, min_frames: int | None = None) -> list[Tracklet]:
+    def snapshots(self, min_s: float | None = None) -> list[Tracklet]:
         """Tracklets of the tracks still open, as they stand now (nothing is closed).
 
         For online association, which must see tracklets while they grow. Each call
@@ -238,13 +254,13 @@ class TrackletBuilder:
         more evidence.
 
         Args:
-            min_frames: Only tracks with at least this many frames (None =
-                ``min_length``).
+            min_s: Only tracks seen for at least this many seconds (None =
+                ``min_length_s``).
 
         Returns:
             Tracklets sorted by track id.
         """
-        limit = self.min_length if min_frames is None else int(min_frames)
+        limit = self.min_length if min_s is None else self.frames_for(min_s)
         return [self._summarise(t, self._open[t]) for t in sorted(self._open)
                 if len(self._open[t].frames) >= limit]
 
