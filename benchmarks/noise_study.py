@@ -124,7 +124,9 @@ def parse_params(spec: str) -> dict[str, float]:
     return params
 
 
-def _number_or_text(value: str) -> float | int | str:
+def _number_or_text(value: str) -> float | int | bool | str:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
     for kind in (int, float):
         try:
             return kind(value)

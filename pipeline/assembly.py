@@ -81,7 +81,8 @@ def check_coupled(config: RunConfig) -> None:
     tracker's ``low_thresh`` its second (low-score) stage loses those boxes. Detections
     below ``reid.min_score`` are not embedded: above the tracker's ``high_thresh``, some
     strong boxes are matched on motion alone and births carry no appearance. Both
-    thresholds of the tracker are on its own scale (``score_scale``).
+    thresholds of the tracker are on its own scale (``score_scale``). With
+    ``adaptive_scores`` they move with the scores: nothing is checked then.
     """
     from pipeline.tracking import TrackerOptions
 
@@ -89,6 +90,8 @@ def check_coupled(config: RunConfig) -> None:
         tracker = TrackerOptions.from_params(config.tracker.params)
     except ValueError:
         return  # reported when the trackers are built
+    if tracker.adaptive_scores:
+        return
     scale = tracker.score_scale
     conf = config.detector.params.get("conf")
     where = config.source_file
@@ -378,6 +381,7 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
     builder per camera. Loading the models resets torch's thread count: set again here.
     """
     from pipeline.tracking import TrackletBuilder
+    from pipeline.tracking.camera_motion import CameraMotion
 
     where = config.source_file
     threads = set_threads(threads)  # in a Ray actor this is the first thing set
@@ -392,7 +396,9 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
         trackers={cid: make_tracker() for cid in camera_ids},
         builders={cid: TrackletBuilder(camera_id=cid, **config.tracklets) for cid in camera_ids},
         outage_reset_s=outage_reset_s,
-        crops=BestCrops() if config.output.store else None)
+        crops=BestCrops() if config.output.store else None,
+        motions={c.id: CameraMotion(mode=c.motion) for c in config.cameras
+                 if c.id in camera_ids and c.motion != "off"})
 
 
 def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: ExitStack,

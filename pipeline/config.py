@@ -64,6 +64,10 @@ class CameraConfig:
             ``points`` (>= 4 ``[u_px, v_px, x_m, y_m]``) or ``intrinsics`` + ``extrinsics``
             (OpenCV XML files, relative to the config file) with ``unit``; checked when a
             run is built. None = no floor positions for this camera.
+        motion: Camera-motion compensation for its tracker
+            (``pipeline.tracking.camera_motion``): ``auto`` (a check a second, every
+            frame while the camera moves), ``on`` (a moving camera: every frame) or
+            ``off``.
     """
 
     id: str
@@ -72,6 +76,7 @@ class CameraConfig:
     stream: Mapping[str, Any] = field(default_factory=dict)
     detection: Mapping[str, Any] | None = None
     calibration: Mapping[str, Any] | None = None
+    motion: str = "auto"
 
 
 def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
@@ -88,8 +93,13 @@ def _camera(raw: Any, index: int, base_dir: Path, where: str) -> CameraConfig:
         for key in ("intrinsics", "extrinsics"):
             if key in calibration:
                 calibration[key] = _resolve(str(calibration[key]), base_dir)
+    # YAML reads a bare on / off as true / false.
+    motion = ("on" if cam.motion else "off") if isinstance(cam.motion, bool) else cam.motion
+    if motion not in ("auto", "on", "off"):
+        raise ConfigError(f"{where}: {section}.motion (camera {cam.id!r}): got "
+                          f"{cam.motion!r}; choose auto, on or off")
     return CameraConfig(id=str(cam.id), source=source, fps=cam.fps, stream=options,
-                        detection=detection, calibration=calibration)
+                        detection=detection, calibration=calibration, motion=motion)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pipeline.geometry import clip_xyxy
 from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
 from pipeline.tracking import Tracker
+from pipeline.tracking.camera_motion import CameraMotion
 from pipeline.types import Frame, FrameInfo, TrackKey, Tracklet, Tracks
 
 __all__ = ["Cameras", "ExecutorContext", "InProcessCameras", "MakeCameras", "Placement",
@@ -62,11 +63,15 @@ class InProcessCameras:
         crops: Keeps each track's best view as a small crop (``BestCrops``, for the run
             store's review page); None keeps none. Runs here because only this side
             has the pixels; what leaves is a small crop when a track's view improves.
+        motions: Per camera, a ``CameraMotion`` estimator whose frame-to-frame warp
+            the camera's tracker compensates before each update; cameras without one
+            (or ``motion: off``) are taken as still.
     """
 
     def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
                  trackers: Mapping[str, Tracker], builders: Mapping[str, Any], timer: StageTimer,
-                 outage_reset_s: float | None = None, crops: BestCrops | None = None) -> None:
+                 outage_reset_s: float | None = None, crops: BestCrops | None = None,
+                 motions: Mapping[str, CameraMotion] | None = None) -> None:
         self.detector = detector
         self.embedding = embedding
         self.trackers = dict(trackers)
@@ -74,6 +79,7 @@ class InProcessCameras:
         self.timer = timer
         self.outage_reset_s = outage_reset_s
         self.crops = crops
+        self.motions = dict(motions or {})
         self._last_seen: dict[str, float] = {}
         self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
         self.sources: list[Any] = []
@@ -92,6 +98,8 @@ class InProcessCameras:
             self.builders[cid].set_fps(fps)
             if self.embedding is not None:
                 self.embedding.set_fps(cid, fps)
+            if cid in self.motions:
+                self.motions[cid].set_fps(fps)
         return self.sources
 
     def close(self) -> None:
@@ -120,6 +128,11 @@ class InProcessCameras:
         results = []
         for frame, dets in zip(tick, detections, strict=True):
             cid = frame.camera_id
+            if cid in self.motions:
+                with self.timer("motion"):
+                    warp = self.motions[cid](frame.image_bgr, dets.xyxy)
+                if warp is not None:
+                    self.trackers[cid].compensate(warp)
             with self.timer("track"):
                 tracks = _inside_frame(self.trackers[cid].update(dets), frame.size_wh)
                 if self.embedding is not None:
@@ -171,8 +184,17 @@ class InProcessCameras:
             self.embedding.restore(state["embedding"])
 
     def camera_fields(self) -> dict[str, dict[str, Any]]:
-        """Per camera, extra summary fields of where it ran (none in process)."""
-        return {}
+        """Per camera, the summary fields of its tracking: the tracker's frame counts and
+        score thresholds in use (``describe``), and camera-motion compensation."""
+        fields: dict[str, dict[str, Any]] = {}
+        for cid, tracker in self.trackers.items():
+            describe = getattr(tracker, "describe", None)
+            fields[cid] = {"tracker": describe()} if describe is not None else {}
+            motion = self.motions.get(cid)
+            fields[cid]["motion"] = {"mode": "off"} if motion is None else {
+                "mode": motion.mode, "estimates": motion.estimates,
+                "compensated_frames": motion.moving_frames}
+        return fields
 
     def describe(self) -> dict[str, Any]:
         """The summary's ``executor`` section."""
@@ -195,6 +217,8 @@ class InProcessCameras:
             logger.info("camera %s: %.1f s without frames; ending its open tracks",
                         cid, frame.timestamp_s - previous)
             self.trackers[cid].end_tracks()
+            if cid in self.motions:
+                self.motions[cid].reset()
             self._ended += self.builders[cid].finish()
             if self.embedding is not None:
                 self.embedding.reset(cid)

@@ -138,3 +138,23 @@ def test_one_spelling_of_precision_for_detector_and_reid():
     for value, allow_none in (("fp16", False), (None, False), ("F32", True)):
         with pytest.raises(ValueError, match="precision must be one of fp32, bf16, int8"):
             parse_precision(value, "reid", allow_none=allow_none)
+
+
+def test_camera_motion_modes_and_keys_renamed_to_seconds(tmp_path):
+    cams = "cameras:\n  - {id: a, source: x.mp4, motion: off}\n  - {id: b, source: y.mp4}\n"
+    config = load_config(_write(tmp_path, cams))
+    assert [c.motion for c in config.cameras] == ["off", "auto"]  # YAML's off is false
+    with pytest.raises(ConfigError, match=r"cameras\[0\].motion \(camera 'a'\).*auto, on or off"):
+        load_config(_write(tmp_path, "cameras:\n  - {id: a, source: x.mp4, motion: pan}\n"))
+    for section, old, new in (("reid", "refresh_frames", "refresh_s"),
+                              ("tracklets", "min_length", "min_length_s")):
+        text = f"cameras:\n  - {{id: a, source: x.mp4}}\n{section}: {{{old}: 8}}\n"
+        path = _write(tmp_path, text)
+        with pytest.raises(ConfigError, match=f"'{old}' is now '{new}', in seconds"):
+            if section == "reid":
+                load_config(path)
+            else:
+                from pipeline.tracking import TrackletBuilder  # checked when a run is built
+
+                check_params(TrackletBuilder, load_config(path).tracklets, "tracklets", str(path),
+                             exclude=("camera_id", "fps"))

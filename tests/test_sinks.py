@@ -158,7 +158,7 @@ def test_opening_a_camera_gives_its_frame_rate_to_its_tracker_builder_and_schedu
     from pipeline.runtime import StageTimer
     from pipeline.tracking import TRACKERS, TrackletBuilder
 
-    for name, fps in (("slow", 2.0), ("fast", 25.0)):
+    for name in ("slow", "fast"):
         (tmp_path / name).mkdir()
         cv2.imwrite(str(tmp_path / name / "000001.jpg"), np.zeros((48, 64, 3), np.uint8))
     ids = ["slow", "fast"]
@@ -172,7 +172,7 @@ def test_opening_a_camera_gives_its_frame_rate_to_its_tracker_builder_and_schedu
                   CameraConfig(id="fast", source=str(tmp_path / "fast"), fps=25.0)],
                  live=False, epoch_s=None)
     try:
-        assert [cameras.trackers[c].max_lost_frames for c in ids] == [6, 75]
+        assert [cameras.trackers[c].max_lost_frames for c in ids] == [4, 50]  # 2 s
         assert [cameras.builders[c].min_length for c in ids] == [1, 13]
         assert [policy.schedulers[c].refresh_frames for c in ids] == [2, 20]
     finally:

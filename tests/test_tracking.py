@@ -396,9 +396,9 @@ def test_lost_time_and_confirmation_are_seconds_at_every_frame_rate(fps):
             ids += tracker.update(make_dets([_box(100 + 20 * t)])).track_id.tolist()
         return ids
 
-    assert set(walk(ByteTracker(fps=fps), 2.5)) == {1}
-    assert set(walk(ByteTracker(fps=fps), 3.5)) == {1, 2}
-    tracker = ByteTracker(fps=fps)
+    assert set(walk(ByteTracker(fps=fps, max_lost_s=3.0), 2.5)) == {1}
+    assert set(walk(ByteTracker(fps=fps, max_lost_s=3.0), 3.5)) == {1, 2}
+    tracker = ByteTracker(fps=fps, max_lost_s=3.0)
     assert tracker.max_lost_frames == round(3 * fps) and tracker.confirm_hits == 2
     tracker.set_fps(2 * fps)
     assert tracker.max_lost_frames == round(6 * fps)
@@ -411,3 +411,65 @@ def test_frame_counted_options_name_their_seconds_replacement():
     for old, new in (("max_lost_frames", "max_lost_s"), ("max_weak_frames", "max_weak_s")):
         with pytest.raises(ValueError, match=f"'{old}' is now '{new}', in seconds"):
             TrackerOptions.from_params({old: 30})
+
+
+def _crowd_with_clutter(n_frames=30, seed=0, clutter=40):
+    """20 people walking right (scores 0.6-1.0, some frames 0.35 as if occluded) and
+    ``clutter`` boxes a frame (0.3-0.55): a detector whose scores span 0.3-1.0."""
+    rng = np.random.default_rng(seed)
+    for f in range(n_frames):
+        people = [_box(50 + 70 * i + 3 * f, 100 + 160 * (i % 3)) for i in range(20)]
+        score = rng.uniform(0.6, 1.0, 20)
+        score[[(f + i) % 7 == 0 for i in range(20)]] = 0.35
+        where = np.column_stack([rng.uniform(0, 1400, clutter), rng.uniform(0, 500, clutter)])
+        boxes = people + [_box(x, y, 30, 60) for x, y in where]
+        yield (np.array(boxes, np.float32),
+               np.concatenate([score, rng.uniform(0.3, 0.55, clutter)]))
+
+
+def test_adaptive_scores_track_a_squeezed_detector_like_its_original():
+    """Scores squeezed from 0.3-1.0 into 0.1-0.35 (an affine map): with
+    ``adaptive_scores`` the tracks are the same as the original's; with fixed thresholds
+    nearly nobody is tracked."""
+    def squeeze(s):
+        return 0.1 + (s - 0.3) * 0.25 / 0.7
+
+    def run(tracker, transform):  # 60 boxes a frame: mapped from frame 1
+        out = []
+        for boxes, scores in _crowd_with_clutter():
+            t = tracker.update(make_dets(boxes, transform(scores)))
+            out.append((t.track_id.tolist(), t.det_index.tolist(), np.round(t.xyxy, 3)))
+        return out
+
+    original = run(ByteTracker(adaptive_scores=True), lambda s: s)
+    squeezed = run(ByteTracker(adaptive_scores=True), squeeze)
+    assert sum(len(ids) for ids, _, _ in original) > 400
+    for (ids_a, rows_a, xyxy_a), (ids_b, rows_b, xyxy_b) in zip(original, squeezed,
+                                                               strict=True):
+        assert ids_a == ids_b and rows_a == rows_b
+        np.testing.assert_allclose(xyxy_a, xyxy_b, atol=1e-3)
+    fixed = run(ByteTracker(), squeeze)  # the default: fixed thresholds
+    assert sum(len(ids) for ids, _, _ in fixed) < 0.1 * sum(len(ids) for ids, _, _ in original)
+    # the summary reports the thresholds in use on the detector's scale
+    tracker = ByteTracker(adaptive_scores=True)
+    run(tracker, squeeze)
+    high = tracker.describe()["score_thresholds"]["high_thresh"]
+    assert 0.0 < high < 0.35  # on the squeezed scale
+
+
+def test_score_adapter_is_affine_equivariant_and_waits_for_enough_scores():
+    from pipeline.tracking.scores import REFERENCE, ScoreAdapter
+
+    rng = np.random.default_rng(1)
+    a, b = ScoreAdapter(window=5), ScoreAdapter(window=5)
+    assert a(np.array([0.9, 0.2])).tolist() == pytest.approx([0.9, 0.2])  # too few: as is
+    b(np.array([0.9, 0.2]) * 0.3 + 0.05)
+    for i in range(8):
+        s = rng.uniform(0.1, 1.0, 30)
+        mapped_a, mapped_b = a(s), b(0.3 * s + 0.05)
+        assert (a.raw_quantiles is None) == (i == 0)  # 32 scores < min_scores 50
+        if i > 0:
+            np.testing.assert_allclose(mapped_a, mapped_b, atol=1e-9)
+    lo, hi = a.raw_quantiles
+    assert a.to_tracker(lo) == pytest.approx(REFERENCE[0])
+    assert a.to_detector(float(a.to_tracker(0.6))) == pytest.approx(0.6)

@@ -131,6 +131,27 @@ class BoxKalmanFilter:
         q[VASPECT, VASPECT] = 1e-10
         self._kf.predict(Q=q)
 
+    def warp(self, matrix: np.ndarray) -> None:
+        """Move the state into the next frame's pixels after the camera moved.
+
+        Args:
+            matrix: (2, 3) affine map from the previous frame's pixels to this one's
+                (rotation and uniform scale ``A``, translation ``t``). The centre goes
+                to ``A c + t``, the centre velocity to ``A v``, height and its velocity
+                scale by ``sqrt(|det A|)``; the covariance is carried along.
+        """
+        m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+        a, t = m[:, :2], m[:, 2]
+        scale = float(np.sqrt(abs(np.linalg.det(a))))
+        T = np.eye(STATE_DIM)
+        T[CX:CY + 1, CX:CY + 1] = a
+        T[VCX:VCY + 1, VCX:VCY + 1] = a
+        T[HEIGHT, HEIGHT] = T[VHEIGHT, VHEIGHT] = scale
+        kf = self._kf
+        kf.x = T @ kf.x
+        kf.x[[CX, CY], 0] += t
+        kf.P = T @ kf.P @ T.T
+
     def _measurement_noise(self, std: np.ndarray | None = None) -> np.ndarray:
         h = self._kf.x[HEIGHT, 0]
         r = self._r

@@ -37,7 +37,11 @@ class TrackerOptions:
         match_thresh: Max fused cost accepted in the first association.
         second_match_thresh: Max ``1 - IoU`` accepted for low-score detections.
         unconfirmed_match_thresh: Max cost accepted for tentative tracks.
-        max_lost_s: Seconds a lost track is kept for re-acquisition.
+        max_lost_s: Seconds a lost track is kept for re-acquisition. 2 s, measured
+            (docs/BENCHMARKS.md §3f): on PETS09 with the shipped re-id 63.4 / 86.5
+            HOTA / IDF1 against 62.0 / 83.2 at 3 s (30 frames at 10 fps, the former
+            default) and 61.4 / 81.6 at 1 s; on the MOT17 noise study at 7, 10, 15 fps
+            and the native rates, above 3 s at every level.
         min_hits: Consecutive matches that confirm a track (1 = confirm at birth);
             used when ``confirm_s`` is None.
         confirm_s: When set, a tentative track is confirmed once it has been matched
@@ -60,6 +64,17 @@ class TrackerOptions:
             fusion, so detections replayed from another detector (e.g. MOT15's ACF,
             -0.5 ... 139) track like probabilities once their scale is declared; the
             output keeps the detector's own scores. 1.0 = scores are probabilities.
+        adaptive_scores: Put the detector's scores on the tracker's scale from their
+            running distribution (``pipeline.tracking.scores``): two quantiles of the
+            camera's last ``score_window_s`` seconds of scores are mapped onto the
+            reference detector's, so a detector whose sure boxes score 0.3 is tracked
+            like one whose sure boxes score 0.9 (docs/BENCHMARKS.md §3h). Off by
+            default: for a detector on the usual scale it changes little or loses a
+            little, and no rule for switching it on by itself held on real footage.
+            Applied after ``score_scale``. The
+            thresholds in use (on the detector's scale) are in the run summary;
+            ``reid.min_score`` and ``detector.conf`` stay on the detector's own scale.
+        score_window_s: Seconds of scores ``adaptive_scores`` reads.
         low_extends_lost: Let low-score detections re-acquire lost tracks (stage 2),
             not only extend tracked ones.
         adaptive_noise: Measure the detector's box jitter from the tracks (second
@@ -96,7 +111,7 @@ class TrackerOptions:
     match_thresh: float = 0.8
     second_match_thresh: float = 0.5
     unconfirmed_match_thresh: float = 0.7
-    max_lost_s: float = 3.0
+    max_lost_s: float = 2.0
     min_hits: int = 2
     confirm_s: float | None = None
     activate_first_frame: bool = True
@@ -107,6 +122,8 @@ class TrackerOptions:
     ema_alpha: float = 0.9
     duplicate_iou: float = 0.85
     score_scale: float = 1.0
+    adaptive_scores: bool = False
+    score_window_s: float = 60.0
     low_extends_lost: bool = True
     adaptive_noise: bool = True
     noise_gain: float = 3.0
@@ -123,6 +140,8 @@ class TrackerOptions:
             raise ValueError(
                 f"score_scale must be a positive number (the score your detector gives a "
                 f"certain detection, 1.0 for probabilities), got {self.score_scale}")
+        if not self.score_window_s > 0:
+            raise ValueError(f"score_window_s must be > 0 seconds, got {self.score_window_s}")
         if self.output_box not in OUTPUT_BOXES:
             raise ValueError(f"unknown output_box {self.output_box!r}; choose one of "
                              f"{OUTPUT_BOXES}")

@@ -56,6 +56,7 @@ from pipeline.tracking.costs import (
 from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis
 from pipeline.tracking.noise import BoxNoiseEstimator
 from pipeline.tracking.options import OUTPUT_BOXES, TrackerOptions
+from pipeline.tracking.scores import ScoreAdapter
 from pipeline.types import DEFAULT_FPS, Detections, Tracks, seconds_to_frames
 
 __all__ = ["TrackState", "Tracker", "ByteTracker", "TRACKERS", "OUTPUT_BOXES"]
@@ -76,6 +77,10 @@ class Tracker(Protocol):
 
     def set_fps(self, fps: float) -> None:
         """The camera's frame rate: durations in the options become frame counts."""
+        ...
+
+    def compensate(self, warp: np.ndarray) -> None:
+        """The camera moved since the last frame: (2, 3) affine map of its pixels."""
         ...
 
     def reset(self) -> None:
@@ -182,11 +187,34 @@ class ByteTracker:
         self.max_weak_frames = (None if o.max_weak_s is None
                                 else seconds_to_frames(o.max_weak_s, fps))
         self.confirm_hits = o.confirm_hits(fps)
+        self._scores = None if not o.adaptive_scores else ScoreAdapter(
+            window=max(1, seconds_to_frames(o.score_window_s, fps)),
+            every=max(1, seconds_to_frames(1.0, fps)))  # the window read once a second
 
-    def describe(self) -> dict[str, float | int | None]:
-        """The frame rate and the frame counts in use (for the run summary)."""
+    def compensate(self, warp: np.ndarray) -> None:
+        """The camera moved between the last frame and the next: carry every track's
+        state along (``warp``: (2, 3) affine map from the last frame's pixels to the
+        next's, ``pipeline.tracking.camera_motion``). Call before ``update``."""
+        m = np.asarray(warp, np.float64).reshape(2, 3)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        for t in self._tracks:
+            t.kf.warp(m)
+            # The jitter estimate's recent boxes move too (else the camera's motion
+            # would be counted as the detector's noise).
+            t.recent = [np.concatenate([m[:, :2] @ r[:2] + m[:, 2], [r[2], r[3] * scale]])
+                        for r in t.recent]
+
+    def describe(self) -> dict[str, object]:
+        """The frame rate, the frame counts and the score thresholds in use, the last on
+        the detector's scale (for the run summary)."""
+        o = self.options
+        to_detector = self._scores.to_detector if self._scores is not None else float
         return {"fps": self.fps, "max_lost_frames": self.max_lost_frames,
-                "max_weak_frames": self.max_weak_frames, "confirm_hits": self.confirm_hits}
+                "max_weak_frames": self.max_weak_frames, "confirm_hits": self.confirm_hits,
+                "score_thresholds": {
+                    name: round(to_detector(getattr(o, name)) * o.score_scale, 4)
+                    for name in ("high_thresh", "low_thresh", "new_track_thresh")},
+                "adaptive_scores": o.adaptive_scores}
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1."""
@@ -195,6 +223,8 @@ class ByteTracker:
         self._next_id = 1
         self._noise.reset()
         self._jitter: list[np.ndarray] = []
+        if self._scores is not None:
+            self._scores.reset()
 
     def end_tracks(self) -> None:
         """End every open track; ids go on from where they were."""
@@ -246,12 +276,15 @@ class ByteTracker:
         return self._output(detections, step.matched)
 
     def _begin(self, raw: Detections) -> _FrameStep:
-        """The frame's detections with scores on the tracker's scale, split by score."""
+        """The frame's detections with scores on the tracker's scale (``score_scale``,
+        then ``adaptive_scores``), split by score."""
         o = self.options
         detections = raw
-        if o.score_scale != 1.0:
-            detections = Detections(xyxy=raw.xyxy, embedding=raw.embedding,
-                                    score=np.clip(raw.score / o.score_scale, 0.0, 1.0))
+        if o.score_scale != 1.0 or self._scores is not None:
+            score = raw.score / o.score_scale
+            score = (self._scores(score) if self._scores is not None
+                     else np.clip(score, 0.0, 1.0)).astype(np.float32)
+            detections = Detections(xyxy=raw.xyxy, embedding=raw.embedding, score=score)
         score = detections.score
         return _FrameStep(
             detections=detections, xyah=xyxy_to_xyah(detections.xyxy),
