@@ -170,15 +170,17 @@ class InProcessCameras:
     def state(self) -> dict[str, Any]:
         """Everything that carries over between ticks (picklable): the trackers, the
         tracklet builders, the outage clock, tracklets ended but not handed on, the
-        embedding schedules and counters. A worker restarted elsewhere goes on from it
+        embedding schedules and counters, the camera-motion estimators (with their last
+        frame, small and grey). A worker restarted elsewhere goes on from it
         (:meth:`restore`)."""
-        return {"trackers": self.trackers, "builders": self.builders,
+        return {"trackers": self.trackers, "builders": self.builders, "motions": self.motions,
                 "last_seen": self._last_seen, "ended": self._ended,
                 "embedding": None if self.embedding is None else self.embedding.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Go on from :meth:`state` (of a worker with the same cameras and models)."""
         self.trackers, self.builders = state["trackers"], state["builders"]
+        self.motions = state["motions"]
         self._last_seen, self._ended = state["last_seen"], state["ended"]
         if self.embedding is not None and state["embedding"] is not None:
             self.embedding.restore(state["embedding"])
