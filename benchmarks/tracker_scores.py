@@ -6,13 +6,15 @@ above the tracker's thresholds (``low_thresh`` 0.1, ``high_thresh`` 0.4,
 
 * ``pets09 yolo``: the shipped detector as ``configs/pets09_s2l1.yaml`` runs it (conf 0.1)
   on every ``--step``-th frame of PETS09-S2L1;
+* ``sample camN yolo``: the same detector (``configs/sample.yaml``) on every frame of each
+  of the sample's four cameras (drone views, people small and distant in some);
 * ``mot17 noise level N``: the MOT17 noise study's detections at each level (seed 0, all
   seven sequences; ``benchmarks.lib.noise``), and with each ``SCORE_TRANSFORMS`` entry;
 * ``pets09 acf / 100``: PETS09's public ACF detections as ``benchmarks.public_detections``
   reads them (scores / 100, clipped to [0, 1]).
 
 ``pipeline.tracking.scores.REFERENCE`` (the tracker's scale at the window quartiles that
-``adaptive_scores`` maps onto) is the median over the YOLO row and the level-2 row.
+``adaptive_scores`` maps onto) is the mean of the PETS09 YOLO row's and the level-2 row's.
 
     python3 -m benchmarks.tracker_scores --json runs/tracker_scores.json
 """
@@ -46,24 +48,27 @@ def describe(scores: np.ndarray) -> dict[str, float]:
             **{f">={k}": round(float(np.mean(scores >= v)), 3) for k, v in THRESHOLDS.items()}}
 
 
-def yolo_scores(step: int) -> np.ndarray:
-    """The shipped PETS09 config's detector on every ``step``-th frame of the video."""
+def yolo_scores(config_name: str, step: int) -> dict[str, np.ndarray]:
+    """A shipped config's detector on every ``step``-th frame of each of its cameras."""
     import cv2
 
     from pipeline.config import load_config
     from pipeline.detection import YoloDetector
 
-    config = load_config(REPO / "configs" / "pets09_s2l1.yaml")
+    config = load_config(REPO / "configs" / config_name)
     params = {k: v for k, v in config.detector.params.items() if k != "streams"}
     detector = YoloDetector(**params)
-    capture = cv2.VideoCapture(str(config.cameras[0].source))
-    scores, n = [], 0
-    while capture.grab():
-        if n % step == 0:
-            scores.append(detector.detect([capture.retrieve()[1]])[0].score)
-        n += 1
-    capture.release()
-    return np.concatenate(scores)
+    out = {}
+    for camera in config.cameras:
+        capture = cv2.VideoCapture(str(camera.source))
+        scores, n = [], 0
+        while capture.grab():
+            if n % step == 0:
+                scores.append(detector.detect([capture.retrieve()[1]])[0].score)
+            n += 1
+        capture.release()
+        out[camera.id] = np.concatenate(scores)
+    return out
 
 
 def noise_scores(level: str, transform: str) -> np.ndarray:
@@ -86,7 +91,9 @@ def main() -> int:
     args = parser.parse_args()
     rows = {}
     if not args.no_yolo:
-        rows["pets09 yolo"] = describe(yolo_scores(args.step))
+        rows["pets09 yolo"] = describe(yolo_scores("pets09_s2l1.yaml", args.step)["pets09"])
+        for cam, scores in yolo_scores("sample.yaml", 1).items():
+            rows[f"sample {cam} yolo"] = describe(scores)
     for level in LEVELS:
         rows[f"mot17 noise {level}"] = describe(noise_scores(level, "none"))
     for transform in SCORE_TRANSFORMS:

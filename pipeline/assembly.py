@@ -82,7 +82,7 @@ def check_coupled(config: RunConfig) -> None:
     below ``reid.min_score`` are not embedded: above the tracker's ``high_thresh``, some
     strong boxes are matched on motion alone and births carry no appearance. Both
     thresholds of the tracker are on its own scale (``score_scale``). With
-    ``adaptive_scores`` they move with the scores: nothing is checked then.
+    ``adaptive_scores: true`` they move with the scores: nothing is checked then.
     """
     from pipeline.tracking import TrackerOptions
 
@@ -90,7 +90,7 @@ def check_coupled(config: RunConfig) -> None:
         tracker = TrackerOptions.from_params(config.tracker.params)
     except ValueError:
         return  # reported when the trackers are built
-    if tracker.adaptive_scores:
+    if tracker.adaptive_scores is True:
         return
     scale = tracker.score_scale
     conf = config.detector.params.get("conf")

@@ -430,7 +430,7 @@ def _crowd_with_clutter(n_frames=30, seed=0, clutter=40):
 def test_adaptive_scores_track_a_squeezed_detector_like_its_original():
     """Scores squeezed from 0.3-1.0 into 0.1-0.35 (an affine map): with
     ``adaptive_scores`` the tracks are the same as the original's; with fixed thresholds
-    nearly nobody is tracked."""
+    nearly nobody is tracked, and ``auto`` (the default) maps them."""
     def squeeze(s):
         return 0.1 + (s - 0.3) * 0.25 / 0.7
 
@@ -448,8 +448,19 @@ def test_adaptive_scores_track_a_squeezed_detector_like_its_original():
                                                                strict=True):
         assert ids_a == ids_b and rows_a == rows_b
         np.testing.assert_allclose(xyxy_a, xyxy_b, atol=1e-3)
-    fixed = run(ByteTracker(), squeeze)  # the default: fixed thresholds
-    assert sum(len(ids) for ids, _, _ in fixed) < 0.1 * sum(len(ids) for ids, _, _ in original)
+    def rows(out):
+        return sum(len(ids) for ids, _, _ in out)
+
+    assert rows(run(ByteTracker(adaptive_scores=False), squeeze)) < 0.1 * rows(original)
+    # auto (the default) leaves a detector alone while some of its boxes can start
+    # tracks, and maps one whose boxes never reach new_track_thresh (after 500 scores,
+    # read once a second: from frame 10 here)
+    same = run(ByteTracker(adaptive_scores=False), lambda s: s)
+    assert [o[:2] for o in run(ByteTracker(), lambda s: s)] == [o[:2] for o in same]
+    tracker = ByteTracker()
+    mapped = run(tracker, squeeze)
+    assert rows(mapped[15:]) > 0.9 * rows(same[15:])
+    assert tracker.describe()["score_map_in_use"]
     # the summary reports the thresholds in use on the detector's scale
     tracker = ByteTracker(adaptive_scores=True)
     run(tracker, squeeze)

@@ -68,9 +68,11 @@ class TrackerOptions:
             running distribution (``pipeline.tracking.scores``): two quantiles of the
             camera's last ``score_window_s`` seconds of scores are mapped onto the
             reference detector's, so a detector whose sure boxes score 0.3 is tracked
-            like one whose sure boxes score 0.9 (docs/BENCHMARKS.md §3h). Off by
-            default: for a detector on the usual scale it changes little or loses a
-            little, and no rule for switching it on by itself held on real footage.
+            like one whose sure boxes score 0.9 (docs/BENCHMARKS.md §3h). ``True``:
+            always; ``"auto"`` (default): only while fewer than 1% of the camera's
+            scores reach ``new_track_thresh`` (the fixed thresholds would start no track
+            at all); ``False``: never. Always on costs a little on a detector of the
+            usual scale, and looser rules for switching it on misfired on real footage.
             Applied after ``score_scale``. The
             thresholds in use (on the detector's scale) are in the run summary;
             ``reid.min_score`` and ``detector.conf`` stay on the detector's own scale.
@@ -122,7 +124,7 @@ class TrackerOptions:
     ema_alpha: float = 0.9
     duplicate_iou: float = 0.85
     score_scale: float = 1.0
-    adaptive_scores: bool = False
+    adaptive_scores: bool | str = "auto"
     score_window_s: float = 60.0
     low_extends_lost: bool = True
     adaptive_noise: bool = True
@@ -140,6 +142,9 @@ class TrackerOptions:
             raise ValueError(
                 f"score_scale must be a positive number (the score your detector gives a "
                 f"certain detection, 1.0 for probabilities), got {self.score_scale}")
+        if self.adaptive_scores not in (True, False, "auto"):
+            raise ValueError(f"adaptive_scores must be true, false or auto, got "
+                             f"{self.adaptive_scores!r}")
         if not self.score_window_s > 0:
             raise ValueError(f"score_window_s must be > 0 seconds, got {self.score_window_s}")
         if self.output_box not in OUTPUT_BOXES:

@@ -16,12 +16,15 @@ detector that fires on much more (or less) clutter than the reference moves the
 quantiles, which is why the quantiles sit where the reference's true and false boxes
 are both present and the map changes only after enough scores (``min_scores``).
 
-It is off by default (``adaptive_scores``). A rule that switched it on by itself when a
-camera's scores look low was tried and dropped: the upper quartile separates the noise
-study's squeezed or rescaled scores (0.32) from the project's YOLO on PETS09 (0.81), but
-the same YOLO on the sample's distant people (camera 2) scores as low, and mapping it
-there turned clutter into tracks (183 tracklets instead of about 100). A detector's
-distribution depends on the scene as much as on the detector.
+``auto`` (the tracker's default) uses the map only where the fixed thresholds would
+track nothing: while fewer than ``AUTO_ENGAGE`` (1%) of the camera's last scores (at
+least ``AUTO_MIN_SCORES``) reach the tracker's ``new_track_thresh``, so that no box
+could start a track; it lets go above ``AUTO_RELEASE`` (5%). A looser rule was tried
+and dropped: the upper quartile separates the noise study's squeezed or rescaled scores
+(0.32) from the project's YOLO on PETS09 (0.81), but the same YOLO on the sample's
+distant people (camera 2) scores as low, and mapping it there turned clutter into
+tracks (183 tracklets instead of about 100). A detector's distribution depends on the
+scene as much as on the detector, so ``auto`` acts only when there is nothing to lose.
 
 Reference (``REFERENCE``): the quartiles of the project's YOLO detector on PETS09-S2L1
 (0.53, 0.81) and of the MOT17 noise study's level-2 detections (0.56, 0.91), the scales
@@ -34,13 +37,18 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["QUANTILES", "REFERENCE", "ScoreAdapter"]
+__all__ = ["AUTO_ENGAGE", "AUTO_MIN_SCORES", "AUTO_RELEASE", "QUANTILES", "REFERENCE",
+           "ScoreAdapter"]
 
 QUANTILES = (0.25, 0.75)
 """The window quantiles that are mapped onto ``REFERENCE``."""
 
 REFERENCE = (0.55, 0.86)
 """The tracker's scale at ``QUANTILES`` (see the module docstring)."""
+
+AUTO_MIN_SCORES = 500
+AUTO_ENGAGE = 0.01
+AUTO_RELEASE = 0.05
 
 
 class ScoreAdapter:
@@ -52,15 +60,19 @@ class ScoreAdapter:
             when the two quantiles coincide) scores pass unchanged.
         every: Frames between two readings of the window (the map); the first
             reading comes as soon as there are ``min_scores`` scores.
+        auto_new_track: ``auto``: the tracker's ``new_track_thresh``; the map is used
+            only while almost no score reaches it (module docstring). None: always.
     """
 
-    def __init__(self, *, window: int, min_scores: int = 50, every: int = 1) -> None:
+    def __init__(self, *, window: int, min_scores: int = 50, every: int = 1,
+                 auto_new_track: float | None = None) -> None:
         if window < 1 or min_scores < 2 or every < 1:
             raise ValueError(f"need window >= 1, min_scores >= 2 and every >= 1, got "
                              f"{window}, {min_scores}, {every}")
         self.every = int(every)
         self.window = int(window)
         self.min_scores = int(min_scores)
+        self.auto_new_track = auto_new_track
         self.reset()
 
     def reset(self) -> None:
@@ -69,6 +81,7 @@ class ScoreAdapter:
         self._count = 0
         self._since_reading: int | None = None  # None: not read yet
         self.raw_quantiles: tuple[float, float] | None = None  # in use, detector's scale
+        self.engaged = self.auto_new_track is None  # the map is in use
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         """Take this frame's scores into the window and return them mapped, in [0, 1]."""
@@ -85,10 +98,16 @@ class ScoreAdapter:
         return self.to_tracker(scores)
 
     def _read(self, window: np.ndarray) -> None:
-        """Take the map from the window's quantiles."""
+        """Take the map from the window's quantiles (auto: when it is to be used)."""
         self._since_reading = 0
+        if self.auto_new_track is not None and len(window) >= AUTO_MIN_SCORES:
+            share = float(np.mean(window >= self.auto_new_track))
+            if share < AUTO_ENGAGE:
+                self.engaged = True
+            elif share > AUTO_RELEASE:
+                self.engaged = False
         lo, hi = np.quantile(window, QUANTILES)
-        self.raw_quantiles = (float(lo), float(hi)) if hi > lo else None
+        self.raw_quantiles = (float(lo), float(hi)) if self.engaged and hi > lo else None
 
     def to_tracker(self, raw: np.ndarray | float) -> np.ndarray:
         """Detector scores -> the tracker's scale with the map in use (clipped to [0, 1])."""

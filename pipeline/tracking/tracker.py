@@ -187,9 +187,10 @@ class ByteTracker:
         self.max_weak_frames = (None if o.max_weak_s is None
                                 else seconds_to_frames(o.max_weak_s, fps))
         self.confirm_hits = o.confirm_hits(fps)
-        self._scores = None if not o.adaptive_scores else ScoreAdapter(
+        self._scores = None if o.adaptive_scores is False else ScoreAdapter(
             window=max(1, seconds_to_frames(o.score_window_s, fps)),
-            every=max(1, seconds_to_frames(1.0, fps)))  # the window read once a second
+            every=max(1, seconds_to_frames(1.0, fps)),  # the window read once a second
+            auto_new_track=o.new_track_thresh if o.adaptive_scores == "auto" else None)
 
     def compensate(self, warp: np.ndarray) -> None:
         """The camera moved between the last frame and the next: carry every track's
@@ -214,7 +215,8 @@ class ByteTracker:
                 "score_thresholds": {
                     name: round(to_detector(getattr(o, name)) * o.score_scale, 4)
                     for name in ("high_thresh", "low_thresh", "new_track_thresh")},
-                "adaptive_scores": o.adaptive_scores}
+                "adaptive_scores": o.adaptive_scores,
+                "score_map_in_use": self._scores is not None and self._scores.engaged}
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1."""
