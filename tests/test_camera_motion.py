@@ -23,12 +23,13 @@ def _world(seed: int = 0) -> np.ndarray:
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
 
 
-def _pan(frames: int, speed: float = 22.0, turn_every: int = 12) -> np.ndarray:
-    """The view's left edge per frame: panning back and forth at ``speed`` px/frame."""
+def _pan(frames: int, speed: float = 22.0, turn_every: int | None = 12) -> np.ndarray:
+    """The view's left edge per frame: panning at ``speed`` px/frame, turning back every
+    ``turn_every`` frames (None: one way, at a constant rate)."""
     x, out, direction = 300.0, [], 1.0
     for f in range(frames):
         out.append(x)
-        if (f + 1) % turn_every == 0:
+        if turn_every is not None and (f + 1) % turn_every == 0:
             direction = -direction
         x += direction * speed
     return np.array(out)
@@ -38,9 +39,9 @@ def _pan(frames: int, speed: float = 22.0, turn_every: int = 12) -> np.ndarray:
 PEOPLE = np.array([[x, 150, x + 40, 250] for x in (420, 520, 620, 720, 820)], np.float32)
 
 
-def _frames(n: int = 60):
+def _frames(n: int = 60, **pan):
     world = _world()
-    for left in _pan(n):
+    for left in _pan(n, **pan):
         x0 = int(round(left))
         image = np.ascontiguousarray(world[100:100 + VIEW_WH[1], x0:x0 + VIEW_WH[0]])
         boxes = PEOPLE - np.array([x0, 100, x0, 100], np.float32)
@@ -72,14 +73,18 @@ def test_the_estimate_follows_the_pan_and_a_still_camera_gives_none():
         CameraMotion(mode="sometimes")
 
 
-def test_a_panning_camera_keeps_its_tracks_with_compensation_and_loses_them_without():
-    """Five people stand still while the camera pans back and forth at 22 px/frame:
-    every turn of the pan looks to the Kalman filter like everybody jumping 44 px the
-    other way. Compensated, each person keeps one id."""
+@pytest.mark.parametrize("pan", [{"n": 60, "speed": 22.0, "turn_every": 12},
+                                 {"n": 18, "speed": 34.0, "turn_every": None}],
+                         ids=["turning", "constant"])
+def test_a_panning_camera_keeps_its_tracks_with_compensation_and_loses_them_without(pan):
+    """Five people stand still while the camera pans. Turning back and forth at 22 px a
+    frame, every turn looks to the Kalman filter like everybody jumping 44 px the other
+    way; at a constant 34 px a frame a newborn track (no velocity yet) never overlaps its
+    person's next box. Compensated, each person keeps one id."""
     def ids_per_person(compensate: bool) -> dict[int, set[int]]:
         tracker, motion = ByteTracker(), CameraMotion(mode="on")
         seen: dict[int, set[int]] = {}
-        for image, boxes, people in _frames():
+        for image, boxes, people in _frames(**pan):
             warp = motion(image, boxes)
             if compensate and warp is not None:
                 tracker.compensate(warp)
@@ -92,7 +97,8 @@ def test_a_panning_camera_keeps_its_tracks_with_compensation_and_loses_them_with
     assert len(with_motion) == len(PEOPLE)
     assert all(len(ids) == 1 for ids in with_motion.values())
     without = ids_per_person(False)
-    assert sum(len(ids) for ids in without.values()) >= len(PEOPLE) + 2
+    lost = sum(len(ids) != 1 for ids in without.values()) + len(PEOPLE) - len(without)
+    assert lost >= 2, without  # people with no id or several
 
 
 def test_kalman_warp_moves_the_state_and_its_uncertainty():
