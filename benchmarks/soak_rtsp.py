@@ -1,23 +1,27 @@
-"""Soak run: ``mtmc run`` on two live RTSP streams for N minutes; memory and drops.
+"""Soak run: ``mtmc run`` on live RTSP streams for N minutes; memory, drops, latency.
 
 Starts the loopback GStreamer RTSP server of the tests (``tests/rtsp_server.py``, run by
-the Debian system python; see ``.ci/run`` for its packages) with two mounts serving the
-sample clip in a loop, runs ``mtmc run --duration`` on them (detector + tracker +
-online association; re-id with ``--reid``; the cameras' YAML ``stream`` options as
-given by ``--stream``), injects outages (``--freeze-every``: SIGSTOP the server for
+the Debian system python; see ``.ci/run`` for its packages) with ``--cameras`` mounts
+serving the sample clip in a loop at 10 fps, runs ``mtmc run --duration`` on them with
+the shipped ``configs/sample.yaml`` detector, tracker and re-id (re-id only with
+``--reid``) and online association (the cameras' YAML ``stream`` options as given by
+``--stream``), injects outages (``--freeze-every``: SIGSTOP the server for
 ``--freeze-s``; ``--restart-at``: kill it and start a new one on the same port after
 ``--down-s``), and samples every ``--every`` seconds the run's resident memory, thread
 count and open file descriptors (``/proc/<pid>``) and the per-camera health counters
-it logs. Prints one JSON object: the samples, the memory growth after warm-up, a
-per-minute table, and the run's summary.
+it logs. At the end it compares the rows of ``run.sqlite`` with ``trajectories.csv``
+and measures the identity-assignment latency (a track's first row to its first global
+id in ``revisions.csv``). Prints one JSON object: the samples, the memory growth after
+warm-up, a per-minute table, the checks and the run's summary.
 
-    nice -n 10 python3 -m benchmarks.soak_rtsp --minutes 8 --every 5 --freeze-every 90 \
-        --restart-at 270
+    nice -n 10 python3 -m benchmarks.soak_rtsp --minutes 60 --cameras 4 --reid --every 10 \
+        --restart-at 1200 --restart-at 2400
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -30,6 +34,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH = re.compile(
@@ -60,15 +66,17 @@ def _process_stats(pid: int) -> dict[str, float] | None:
 class Server:
     """The loopback RTSP server on a fixed port, so a restart serves the same URLs."""
 
-    def __init__(self, *, port: int, password: str, size: tuple[int, int]) -> None:
-        self.port, self.password, self.size = port, password, size
+    def __init__(self, *, port: int, password: str, size: tuple[int, int],
+                 mounts: list[str]) -> None:
+        self.port, self.password, self.size, self.mounts = port, password, size, mounts
         self.process: subprocess.Popen | None = None
 
     def start(self) -> bool:
         self.process = subprocess.Popen(
             ["/usr/bin/python3", str(REPO / "tests" / "rtsp_server.py"), "--clip",
              str(REPO / "samples" / "pdestre_session3" / "cam1.webm"), "--port",
-             str(self.port), "--mount", "cam1", "--mount", "cam2", "--user", "soak",
+             str(self.port), *[a for m in self.mounts for a in ("--mount", m)],
+             "--user", "soak",
              "--password", self.password, "--width", str(self.size[0]), "--height",
              str(self.size[1])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -85,6 +93,65 @@ class Server:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+
+def _soak_config(args: argparse.Namespace, cams: list[str], password: str, port: int
+                 ) -> dict:
+    """``configs/sample.yaml`` (detector, tracker, re-id, association threshold) on the
+    RTSP cameras, online association, re-id only with ``--reid``."""
+    shipped = yaml.safe_load((REPO / "configs" / "sample.yaml").read_text())
+    configs = REPO / "configs"
+    detector = dict(shipped["detector"])
+    detector["weights"] = str((configs / detector["weights"]).resolve())
+    reid = dict(shipped["reid"])
+    reid["weights"] = str((configs / reid["weights"]).resolve())
+    if not args.reid:
+        reid = {"enabled": False}
+    stream = yaml.safe_load(args.stream)
+    return {"cameras": [{"id": c, "source": f"rtsp://soak:{password}@127.0.0.1:{port}/{c}",
+                         "stream": stream} for c in cams],
+            "detector": detector, "tracker": shipped.get("tracker", {}), "reid": reid,
+            "association": {**shipped.get("association", {}), "mode": "online"},
+            "output": {"mot": True, "plots": False, "store": True}, "threads": args.threads}
+
+
+def _outputs(out: Path) -> dict:
+    """Rows of ``run.sqlite`` against ``trajectories.csv``, and the identity-assignment
+    latency: per track, its first row's time to its first global id (``revisions.csv``)."""
+    import sqlite3
+
+    import numpy as np
+
+    csv_path, store = out / "trajectories.csv", out / "run.sqlite"
+    if not csv_path.exists():
+        return {}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    first: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = (r["camera"], r["track_id"])
+        first[key] = min(first.get(key, float("inf")), float(r["timestamp_s"]))
+    stored = None
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            stored = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    latency = []
+    assigned: set[tuple[str, str]] = set()
+    if (out / "revisions.csv").exists():
+        with open(out / "revisions.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                key = (r["camera"], r["track_id"])
+                if key in assigned or r["new_global_id"] == "-1" or key not in first:
+                    continue
+                assigned.add(key)
+                latency.append(float(r["time_s"]) - first[key])
+    lat = np.array(latency) if latency else np.zeros(0)
+    return {"rows_csv": len(rows), "rows_store": stored,
+            "store_equals_csv": stored == len(rows),
+            "assignment_latency_s": {
+                "tracks": len(first), "assigned": len(latency),
+                "p50": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
+                "p95": round(float(np.percentile(lat, 95)), 2) if len(lat) else None}}
 
 
 def _schedule(args: argparse.Namespace, duration: float) -> list[tuple[float, str]]:
@@ -119,28 +186,22 @@ def main() -> int:
                         help="YAML 'stream' mapping of both cameras")
     parser.add_argument("--reid", action="store_true", help="embed crops with re-id too")
     parser.add_argument("--size", default="640x360", help="stream size WxH")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cameras", type=int, default=2, help="RTSP cameras (mounts)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
     work = Path(tempfile.mkdtemp(prefix="soak_rtsp_"))
-    server = Server(port=_free_port(), password=secrets.token_hex(8), size=(width, height))
+    cams = [f"cam{i + 1}" for i in range(args.cameras)]
+    server = Server(port=_free_port(), password=secrets.token_hex(8), size=(width, height),
+                    mounts=cams)
     if not server.start():
         print("soak: the RTSP server did not start (GStreamer packages missing?)",
               file=sys.stderr)
         return 2
     password, port = server.password, server.port
-    # Re-id as in configs/sample.yaml (the shipped HA-CNN weights, bf16).
-    reid = (f"{{enabled: true, model: hacnn, weights: {REPO / 'weights' / 'hacnn_cuhk.safetensors'}"
-            ", precision: bf16}" if args.reid else "{enabled: false}")
     config = work / "soak.yaml"
-    config.write_text(
-        "cameras:\n"
-        + "".join(f'  - {{id: {c}, source: "rtsp://soak:{password}@127.0.0.1:{port}/{c}", '
-                  f"stream: {args.stream}}}\n" for c in ("cam1", "cam2"))
-        + f"detector: {{name: yolo, weights: {REPO / 'weights' / 'yolov8n_int8.tflite'}}}\n"
-        f"reid: {reid}\nassociation: {{mode: online}}\n"
-        f"output: {{mot: true, plots: false}}\nthreads: {args.threads}\n")
+    config.write_text(yaml.safe_dump(_soak_config(args, cams, password, port)))
     duration = args.minutes * 60.0
     run = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(config), "--out", str(work / "out"),
@@ -257,6 +318,7 @@ def main() -> int:
         "samples": samples,
         "out": str(work / "out"),
     }
+    report.update(_outputs(work / "out"))
     if summary is None:
         report["log_tail"] = log_tail
     print(json.dumps(report, indent=1))
