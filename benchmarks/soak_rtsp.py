@@ -40,7 +40,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 HEALTH = re.compile(
     r"health (\S+): (\w+), frames (\d+), dropped (\d+), stale (\d+), reconnects (\d+), "
-    r"outage ([\d.]+) s")
+    r"(?:open failures \d+, )?outage ([\d.]+) s")
 
 
 def _free_port() -> int:
