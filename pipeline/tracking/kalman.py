@@ -32,6 +32,7 @@ __all__ = [
     "CHI2_95",
     "BoxKalmanFilter",
     "squared_mahalanobis",
+    "warp_xyah",
 ]
 
 # Named state indices: nothing outside this module should use bare numbers.
@@ -140,9 +141,7 @@ class BoxKalmanFilter:
                 to ``A c + t``, the centre velocity to ``A v``, height and its velocity
                 scale by ``sqrt(|det A|)``; the covariance is carried along.
         """
-        m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
-        a, t = m[:, :2], m[:, 2]
-        scale = float(np.sqrt(abs(np.linalg.det(a))))
+        a, t, scale = _affine(matrix)
         T = np.eye(STATE_DIM)
         T[CX:CY + 1, CX:CY + 1] = a
         T[VCX:VCY + 1, VCX:VCY + 1] = a
@@ -192,6 +191,19 @@ class BoxKalmanFilter:
         """Squared Mahalanobis distance of (M, 4) measurements to this track: (M,)."""
         mean, cov = self.project()
         return squared_mahalanobis(mean[None], cov[None], xyah, only_position=only_position)[0]
+
+
+def _affine(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(2, 3) affine map -> its linear part, translation and uniform scale."""
+    m = np.asarray(matrix, dtype=np.float64).reshape(2, 3)
+    return m[:, :2], m[:, 2], float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def warp_xyah(xyah: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """A (4,) ``xyah`` box moved by a (2, 3) camera warp (as :meth:`BoxKalmanFilter.warp`
+    moves a state): centre mapped, aspect kept, height scaled."""
+    a, t, scale = _affine(matrix)
+    return np.concatenate([a @ xyah[:2] + t, [xyah[ASPECT], xyah[HEIGHT] * scale]])
 
 
 def squared_mahalanobis(

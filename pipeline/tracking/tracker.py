@@ -53,7 +53,7 @@ from pipeline.tracking.costs import (
     fuse_score,
     iou_distance,
 )
-from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis
+from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis, warp_xyah
 from pipeline.tracking.noise import BoxNoiseEstimator
 from pipeline.tracking.options import OUTPUT_BOXES, TrackerOptions
 from pipeline.tracking.scores import ScoreAdapter
@@ -196,14 +196,11 @@ class ByteTracker:
         """The camera moved between the last frame and the next: carry every track's
         state along (``warp``: (2, 3) affine map from the last frame's pixels to the
         next's, ``pipeline.tracking.camera_motion``). Call before ``update``."""
-        m = np.asarray(warp, np.float64).reshape(2, 3)
-        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         for t in self._tracks:
-            t.kf.warp(m)
+            t.kf.warp(warp)
             # The jitter estimate's recent boxes move too (else the camera's motion
             # would be counted as the detector's noise).
-            t.recent = [np.concatenate([m[:, :2] @ r[:2] + m[:, 2], [r[2], r[3] * scale]])
-                        for r in t.recent]
+            t.recent = [warp_xyah(r, warp) for r in t.recent]
 
     def describe(self) -> dict[str, object]:
         """The frame rate, the frame counts and the score thresholds in use, the last on
