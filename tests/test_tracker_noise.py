@@ -17,7 +17,7 @@ from benchmarks.lib.noise import NoiseLevel, make_detections, read_seqinfo
 from pipeline.evaluation.mot import read_mot_txt
 from pipeline.geometry import iou_matrix
 from pipeline.tracking import ByteTracker
-from pipeline.tracking.noise import BoxNoiseEstimator
+from pipeline.tracking.noise import BoxNoiseEstimator, one_sigma_iou
 from pipeline.types import Detections
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -113,3 +113,49 @@ def test_tracker_reset_forgets_the_noise_and_options_are_checked():
         ByteTracker(output_box="kalman")
     with pytest.raises(ValueError, match="noise_gain"):
         ByteTracker(noise_gain=0)
+
+
+def test_one_sigma_iou():
+    assert one_sigma_iou(np.zeros(4), 0.4) == pytest.approx(1.0)
+    # centre 10% of the height off vertically: overlap 0.9 of the area, IoU 0.9 / 1.1
+    assert one_sigma_iou(np.array([0.0, 0.1, 0.0, 0.0]), 0.4) == pytest.approx(0.9 / 1.1)
+    # the same offset across a box 0.4 high-wide: 0.1 / 0.4 of its width
+    assert one_sigma_iou(np.array([0.1, 0.0, 0.0, 0.0]), 0.4) == pytest.approx(0.75 / 1.25)
+    ious = [one_sigma_iou(np.full(4, s), 0.4) for s in (0.01, 0.03, 0.06, 0.12, 0.3)]
+    assert ious == sorted(ious, reverse=True) and ious[-1] < 0.5
+
+
+def _walk(jitter: float, *, frames: int = 400, jump_iou: float = 0.16,
+          noise_gate: bool = True) -> tuple[ByteTracker, bool]:
+    """One person (40x100 px) walking right at 2 px/frame, boxes jittered by ``jitter``
+    of their size, then one exact box ``dx`` too far right, where ``dx`` gives IoU
+    ``jump_iou`` with the true box. Returns the tracker and whether that box continued
+    the person's track."""
+    rng = np.random.default_rng(3)
+    tracker = ByteTracker(noise_gate=noise_gate)
+    w, h = 40.0, 100.0
+    for frame in range(frames + 1):
+        cx, cy = 100.0 + 2.0 * frame, 300.0
+        if frame == frames:  # (w - dx) / (w + dx) = jump_iou
+            cx += w * (1 - jump_iou) / (1 + jump_iou)
+            ww, hh = w, h
+        else:
+            ex, ey, ew, eh = rng.normal(0.0, jitter, 4)
+            cx, cy = cx + ex * w, cy + ey * h
+            ww, hh = w * np.exp(ew), h * np.exp(eh)
+        box = np.array([[cx - ww / 2, cy - hh / 2, cx + ww / 2, cy + hh / 2]], np.float32)
+        tracks = tracker.update(Detections(xyxy=box, score=np.ones(1, np.float32)))
+    return tracker, list(tracks.track_id) == [1]
+
+
+def test_first_stage_gate_widens_with_the_measured_jitter():
+    exact, kept = _walk(0.0)
+    assert exact.first_stage_gate == pytest.approx(0.8, abs=0.005)
+    assert not kept  # IoU 0.16 is below the 0.2 that match_thresh 0.8 asks
+    wobbly, kept = _walk(0.06)
+    assert 0.835 < wobbly.first_stage_gate < 0.86  # the same person, a wobbly detector
+    assert kept
+    assert wobbly.describe()["first_stage_gate"] == pytest.approx(wobbly.first_stage_gate,
+                                                                  abs=1e-4)
+    fixed, kept = _walk(0.06, noise_gate=False)
+    assert fixed.first_stage_gate == 0.8 and not kept

@@ -34,7 +34,8 @@ class TrackerOptions:
         high_thresh: Detections scoring >= this enter the first association.
         low_thresh: Detections scoring in [low_thresh, high_thresh) enter the second.
         new_track_thresh: Unmatched high detections scoring >= this start a track.
-        match_thresh: Max fused cost accepted in the first association.
+        match_thresh: Max fused cost accepted in the first association, for exact
+            boxes (see ``noise_gate``).
         second_match_thresh: Max ``1 - IoU`` accepted for low-score detections.
         unconfirmed_match_thresh: Max cost accepted for tentative tracks.
         max_lost_s: Seconds a lost track is kept for re-acquisition. 2 s, measured
@@ -90,6 +91,13 @@ class TrackerOptions:
             which frame-to-frame statistics do not see. Measured (docs/BENCHMARKS.md
             §3d): 1 and 2 lose PETS09 motion-only IDF1 against the fixed model, 3
             keeps it and leads on the MOT17 noise study, 4 loses PETS09 with re-id.
+        noise_gate: Widen the first association's gate with the detector's measured
+            jitter (needs ``adaptive_noise``): the overlap it asks of a pair,
+            ``1 - match_thresh``, is scaled by the IoU a correct match keeps when the
+            box is one measured standard deviation off
+            (``pipeline.tracking.noise.one_sigma_iou``): exact boxes keep
+            ``match_thresh``, a detector whose boxes wobble by 3% of their size gets
+            about 0.83, one at 12% about 0.88. Measured (docs/BENCHMARKS.md §3i).
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
         max_weak_s: Seconds after a track's last strong (>= ``high_thresh``) box
@@ -129,6 +137,7 @@ class TrackerOptions:
     low_extends_lost: bool = True
     adaptive_noise: bool = True
     noise_gain: float = 3.0
+    noise_gate: bool = True
     output_box: str = "filtered"
     max_weak_s: float | None = 3.0
 

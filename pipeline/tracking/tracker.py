@@ -54,7 +54,7 @@ from pipeline.tracking.costs import (
     iou_distance,
 )
 from pipeline.tracking.kalman import CHI2_95, BoxKalmanFilter, squared_mahalanobis, warp_xyah
-from pipeline.tracking.noise import BoxNoiseEstimator
+from pipeline.tracking.noise import BoxNoiseEstimator, one_sigma_iou
 from pipeline.tracking.options import OUTPUT_BOXES, TrackerOptions
 from pipeline.tracking.scores import ScoreAdapter
 from pipeline.types import DEFAULT_FPS, Detections, Tracks, seconds_to_frames
@@ -213,7 +213,10 @@ class ByteTracker:
                     name: round(to_detector(getattr(o, name)) * o.score_scale, 4)
                     for name in ("high_thresh", "low_thresh", "new_track_thresh")},
                 "adaptive_scores": o.adaptive_scores,
-                "score_map_in_use": self._scores is not None and self._scores.engaged}
+                "score_map_in_use": self._scores is not None and self._scores.engaged,
+                "box_noise_std": (None if self._noise.std is None
+                                  else [round(float(v), 4) for v in self._noise.std]),
+                "first_stage_gate": round(self.first_stage_gate, 4)}
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1."""
@@ -248,6 +251,17 @@ class ByteTracker:
         if not self.options.adaptive_noise or not self._noise.ready:
             return None
         return self._noise.std * self.options.noise_gain
+
+    @property
+    def first_stage_gate(self) -> float:
+        """The first association's max cost now: ``match_thresh``, widened with the
+        measured jitter under ``noise_gate`` (its overlap ``1 - match_thresh`` scaled
+        by :func:`~pipeline.tracking.noise.one_sigma_iou`)."""
+        o = self.options
+        if not (o.noise_gate and o.adaptive_noise and self._noise.ready):
+            return o.match_thresh
+        return 1.0 - (1.0 - o.match_thresh) * one_sigma_iou(self._noise.std,
+                                                             self._noise.aspect)
 
     # -- the frame step --------------------------------------------------------------
 
@@ -297,7 +311,7 @@ class ByteTracker:
         pool = [t for t in self._tracks if t.state is not TrackState.TENTATIVE]
         high = step.high
         cost = self._first_stage_cost(pool, step.detections[high], step.xyah[high])
-        pairs, rest_t, rest_d = linear_assignment(cost, self.options.match_thresh)
+        pairs, rest_t, rest_d = linear_assignment(cost, self.first_stage_gate)
         for i, j in pairs:
             d = int(high[j])
             self._apply(pool[i], step.xyah[d], step.vector(d), strong=True)
