@@ -147,6 +147,8 @@ class _Group:
         self.update_bytes = self.checkpoint_bytes = 0
         self.health: dict[str, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
+        # Per camera, the worker's tracking fields, from ``finish`` (InProcessCameras).
+        self.camera_fields: dict[str, dict[str, Any]] = {}
 
     def start(self) -> Any:
         """First call of the actor's loop (a ref: start every actor, then wait)."""
@@ -376,6 +378,7 @@ class RayCameras:
             finished += result["finished"]
             short += result["short"]
             group.info["rss_mb_end"] = result["rss_mb"]
+            group.camera_fields = result["camera_fields"]
             for stage, ms in result["stage_ms"].items():
                 self.timer.totals_ms[stage] += ms
             if self.embedding is not None and result["reid"] is not None:
@@ -383,8 +386,12 @@ class RayCameras:
         return self._sorted(finished), sorted(short, key=lambda key: self.order[key[0]])
 
     def camera_fields(self) -> dict[str, dict[str, Any]]:
-        """Per camera, its worker and how often that worker was restarted."""
-        return {cid: {"worker": i, "restarts": g.restarts}
+        """Per camera, its worker, how often that worker was restarted and, once the run
+        finished, its tracking fields as the in-process executor reports them (tracker
+        thresholds and frame counts, camera-motion counters; from the last incarnation of
+        a restarted worker, which carried its trackers on from the checkpoint)."""
+        return {cid: {"worker": i, "restarts": g.restarts,
+                      **g.camera_fields.get(cid, {})}
                 for i, g in enumerate(self.groups) for cid in g.plan.camera_ids}
 
     def describe(self) -> dict[str, Any]:

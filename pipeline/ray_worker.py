@@ -292,7 +292,8 @@ class CameraWorker:
             raise NotResumed("restarted actor not resumed")
         finished, short = self.cams.finish()
         embedding = self.cams.embedding
+        fields = self.cams.camera_fields()
         self.cams.close()
-        return {"finished": finished, "short": short,
+        return {"finished": finished, "short": short, "camera_fields": fields,
                 "stage_ms": dict(self.timer.totals_ms), "rss_mb": _rss_mb(),
                 "reid": None if embedding is None else embedding.counts()}

@@ -92,7 +92,6 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions | None = None) -> 
         except KeyboardInterrupt:
             parts.interrupted.append("SIGINT")
             logger.warning("interrupted: finishing with the frames processed so far")
-        cameras = _camera_fields(parts, progress)
         fps = {s.camera_id: s.fps for s in parts.sources}
         with parts.timer("associate"):
             finished, short = parts.cameras.finish()
@@ -100,6 +99,8 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions | None = None) -> 
             parts.sinks.on_revisions(parts.association.finish(
                 now_s=progress.now_s, finished=finished, short_tracks=short))
             identities = parts.association.identities()
+        # After ``finish``: Ray workers report their trackers' fields as they end.
+        cameras = _camera_fields(parts, progress)
         parts.sinks.on_identities(identities)
     loop_s = time.perf_counter() - parts.wall_start
     with parts.timer("export"):

@@ -113,6 +113,15 @@ def test_summary_counts_the_restart_and_workers_are_gone(crashed_run):
     _, summary = crashed_run
     restarts = {c["id"]: c["restarts"] for c in summary["cameras"]}
     assert restarts == {"cam1": 0, "cam2": 1, "cam3": 0, "cam4": 1}
+    # The workers' tracking fields reach the summary as in-process runs report them,
+    # restarted workers' too (their trackers and motion estimators came back from the
+    # checkpoint: ``auto`` checks each camera once a second, 4 times in 40 frames).
+    golden = json.loads((GOLDEN / CASE / "summary.json").read_text())
+    fps = {c["id"]: c["fps"] for c in golden["cameras"]}
+    for camera in summary["cameras"]:
+        assert camera["tracker"]["fps"] == fps[camera["id"]]
+        assert camera["tracker"]["max_lost_frames"] == round(2.0 * fps[camera["id"]])
+        assert camera["motion"]["mode"] == "auto" and camera["motion"]["estimates"] >= 4
     executor = summary["executor"]
     assert executor["name"] == "ray"
     workers = executor["workers"]
