@@ -45,6 +45,7 @@ def describe(scores: np.ndarray) -> dict[str, float]:
     q = np.quantile(scores, QUANTILES)
     return {"boxes": int(len(scores)), "q_lo": round(float(q[0]), 3),
             "median": round(float(np.median(scores)), 3), "q_hi": round(float(q[1]), 3),
+            **{f"p{p}": round(float(np.quantile(scores, p / 100)), 3) for p in (90, 95, 99)},
             **{f">={k}": round(float(np.mean(scores >= v)), 3) for k, v in THRESHOLDS.items()}}
 
 

@@ -97,7 +97,7 @@ class TrackerOptions:
             box is one measured standard deviation off
             (``pipeline.tracking.noise.one_sigma_iou``): exact boxes keep
             ``match_thresh``, a detector whose boxes wobble by 3% of their size gets
-            about 0.83, one at 12% about 0.88. Measured (docs/BENCHMARKS.md §3i).
+            about 0.83, one at 12% about 0.88 (docs/BENCHMARKS.md §3i).
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
         max_weak_s: Seconds after a track's last strong (>= ``high_thresh``) box

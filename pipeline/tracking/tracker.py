@@ -31,7 +31,8 @@ The Kalman filter's measurement noise follows the detector (``adaptive_noise``):
 jitter of strong boxes matched in consecutive frames is measured as the tracker runs
 (``pipeline.tracking.noise``), so gt-exact boxes are followed exactly while a jittery
 detector's boxes are averaged over more frames, for prediction and for the reported
-box (``output_box``).
+box (``output_box``). The same measurement widens stage 1's gate (``noise_gate``): a
+correct pair of a jittery detector overlaps less than one of exact boxes.
 
 Track ids are assigned when a track is confirmed, from a counter owned by the
 instance, so two cameras never share ids state and the ids a camera outputs are
