@@ -398,7 +398,8 @@ def build_cameras(config: RunConfig, camera_ids: list[str], *, device: str, thre
         outage_reset_s=outage_reset_s,
         crops=BestCrops() if config.output.store else None,
         motions={c.id: CameraMotion(mode=c.motion) for c in config.cameras
-                 if c.id in camera_ids and c.motion != "off"})
+                 if c.id in camera_ids and c.motion != "off"},
+        detect_every=config.detect_every)
 
 
 def build_run(config: RunConfig, out_dir: Path, options: RunOptions, stack: ExitStack,

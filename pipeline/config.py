@@ -245,6 +245,9 @@ class RunConfig:
 
     ``decode_ahead``: recorded cameras only, ticks decoded ahead on a thread while the
     networks work (``pipeline.sources.ahead``); 0 decodes in the loop.
+
+    ``detect_every`` (``detector.every`` in the file): the detector runs on every N-th
+    frame of each camera; the trackers predict the frames between (1 = every frame).
     """
 
     cameras: tuple[CameraConfig, ...]
@@ -257,6 +260,7 @@ class RunConfig:
     device: str = "cpu"
     threads: int | None = None
     decode_ahead: int = 0
+    detect_every: int = 1
     source_file: str = "<dict>"
     executor: ExecutorConfig = ExecutorConfig()
 
@@ -366,6 +370,13 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
             params={**detector.params, "weights": _resolve(str(detector.params["weights"]),
                                                            base_dir)},
         )
+    params = dict(detector.params)
+    detect_every = params.pop("every", 1)
+    if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+        raise ConfigError(f"{where}: detector.every must be an integer >= 1 (run the detector "
+                          f"on every N-th frame of each camera; 1 = every frame), got "
+                          f"{detect_every!r}")
+    detector = ComponentConfig(name=detector.name, params=params)
     tracker = _component(data.get("tracker"), "tracker", "bytetrack", where)
     reid = _dataclass_from(ReidConfig, _mapping(data.get("reid"), "reid", where), "reid", where)
     reid = ReidConfig(**{**reid.__dict__, "weights": _resolve(reid.weights, base_dir)})
@@ -398,6 +409,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, where: str) -> 
         tracklets=_mapping(data.get("tracklets"), "tracklets", where),
         association=association,
         output=output,
+        detect_every=detect_every,
         device=str(data.get("device", "cpu")),
         threads=None if threads is None else int(threads),
         decode_ahead=decode_ahead,

@@ -37,7 +37,7 @@ from pipeline.reid.policy import PolicyEmbedder
 from pipeline.runtime import StageTimer
 from pipeline.tracking import Tracker
 from pipeline.tracking.camera_motion import CameraMotion
-from pipeline.types import Frame, FrameInfo, TrackKey, Tracklet, Tracks
+from pipeline.types import Detections, Frame, FrameInfo, TrackKey, Tracklet, Tracks
 
 __all__ = ["Cameras", "ExecutorContext", "InProcessCameras", "MakeCameras", "Placement",
            "in_process", "open_cameras", "stream_options_for"]
@@ -66,12 +66,18 @@ class InProcessCameras:
         motions: Per camera, a ``CameraMotion`` estimator whose frame-to-frame warp
             the camera's tracker compensates before each update; cameras without one
             (or ``motion: off``) are taken as still.
+        detect_every: The detector sees every N-th frame each camera delivers (its 1st,
+            N+1-th, ...); on the others the tracker predicts (``Tracker.coast``), nothing
+            is embedded, and the rows carry the predicted boxes.
     """
 
     def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
                  trackers: Mapping[str, Tracker], builders: Mapping[str, Any], timer: StageTimer,
                  outage_reset_s: float | None = None, crops: BestCrops | None = None,
-                 motions: Mapping[str, CameraMotion] | None = None) -> None:
+                 motions: Mapping[str, CameraMotion] | None = None,
+                 detect_every: int = 1) -> None:
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.detector = detector
         self.embedding = embedding
         self.trackers = dict(trackers)
@@ -80,6 +86,8 @@ class InProcessCameras:
         self.outage_reset_s = outage_reset_s
         self.crops = crops
         self.motions = dict(motions or {})
+        self.detect_every = int(detect_every)
+        self._delivered: dict[str, int] = {}  # frames each camera has delivered
         self._last_seen: dict[str, float] = {}
         self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
         self.sources: list[Any] = []
@@ -118,31 +126,53 @@ class InProcessCameras:
             return []
         if self.outage_reset_s is not None:
             self._restart_after_gaps(tick)
-        images = [f.image_bgr for f in tick]
-        with self.timer("detect"):
-            detections = self.detector.detect(images,
-                                              camera_ids=[f.camera_id for f in tick])
-        if self.embedding is not None:
-            with self.timer("embed"):
-                detections = self.embedding([f.camera_id for f in tick], images, detections)
+        detections = self._detect(tick)
         results = []
         for frame, dets in zip(tick, detections, strict=True):
             cid = frame.camera_id
+            boxes = dets.xyxy if dets is not None else np.zeros((0, 4), np.float32)
             if cid in self.motions:
                 with self.timer("motion"):
-                    warp = self.motions[cid](frame.image_bgr, dets.xyxy)
+                    warp = self.motions[cid](frame.image_bgr, boxes)
                 if warp is not None:
                     self.trackers[cid].compensate(warp)
             with self.timer("track"):
-                tracks = _inside_frame(self.trackers[cid].update(dets), frame.size_wh)
+                tracker = self.trackers[cid]
+                tracks = tracker.update(dets) if dets is not None else tracker.coast()
+                tracks = _inside_frame(tracks, frame.size_wh)
                 if self.embedding is not None:
                     self.embedding.observe(cid, tracks)
-                self.builders[cid].update(frame.index, frame.timestamp_s, tracks, dets.xyxy,
+                self.builders[cid].update(frame.index, frame.timestamp_s, tracks, boxes,
                                           frame.size_wh)
-            crops = {} if self.crops is None else self.crops.update(cid, frame.image_bgr,
-                                                                    tracks)
+            # A predicted box is no view of the person: best crops come from detections.
+            crops = {} if self.crops is None or dets is None else self.crops.update(
+                cid, frame.image_bgr, tracks)
             results.append((frame, tracks, crops))
         return results
+
+    def _detect(self, tick: list[Frame]) -> list[Detections | None]:
+        """Detect (and embed) the tick's frames due for the detector
+        (``detect_every``); None for the others."""
+        due = []
+        for f in tick:
+            n = self._delivered.get(f.camera_id, 0)
+            self._delivered[f.camera_id] = n + 1
+            due.append(n % self.detect_every == 0)
+        chosen = [f for f, d in zip(tick, due, strict=True) if d]
+        found: list[Detections] = []
+        if chosen:
+            images = [f.image_bgr for f in chosen]
+            cids = [f.camera_id for f in chosen]
+            with self.timer("detect"):
+                found = self.detector.detect(images, camera_ids=cids)
+            if self.embedding is not None:
+                with self.timer("embed"):
+                    found = self.embedding(cids, images, found)
+        out: list[Detections | None] = []
+        it = iter(found)
+        for d in due:
+            out.append(next(it) if d else None)
+        return out
 
     def events(self, snapshot_s: float | None) -> tuple[list[Tracklet], list[Tracklet]]:
         """Tracklet events since the last call: ``(open snapshots, finished)``.
@@ -174,13 +204,15 @@ class InProcessCameras:
         frame, small and grey). A worker restarted elsewhere goes on from it
         (:meth:`restore`)."""
         return {"trackers": self.trackers, "builders": self.builders, "motions": self.motions,
-                "last_seen": self._last_seen, "ended": self._ended,
+                "delivered": self._delivered, "last_seen": self._last_seen,
+                "ended": self._ended,
                 "embedding": None if self.embedding is None else self.embedding.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Go on from :meth:`state` (of a worker with the same cameras and models)."""
         self.trackers, self.builders = state["trackers"], state["builders"]
         self.motions = state["motions"]
+        self._delivered = state["delivered"]
         self._last_seen, self._ended = state["last_seen"], state["ended"]
         if self.embedding is not None and state["embedding"] is not None:
             self.embedding.restore(state["embedding"])

@@ -204,6 +204,8 @@ def _summary(config: RunConfig, parts: RunParts, progress: _Progress, identities
         "identities_short_tracks": identities.short_tracks,
         "revisions": identities.revisions,
         "rows": progress.rows,
+        # The detector saw every N-th frame of each camera; rows between are predicted.
+        "detect_every": config.detect_every,
         "reid": embedding.stats() if embedding is not None else None,
         "stage_ms": {k: round(v, 1) for k, v in timer.totals_ms.items()},
         "stage_ms_per_camera_frame": {k: round(v / max(total_frames, 1), 2)

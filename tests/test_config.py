@@ -158,3 +158,13 @@ def test_camera_motion_modes_and_keys_renamed_to_seconds(tmp_path):
 
                 check_params(TrackletBuilder, load_config(path).tracklets, "tracklets", str(path),
                              exclude=("camera_id", "fps"))
+
+
+def test_detector_every_is_a_run_setting(tmp_path):
+    cams = "cameras:\n  - {id: a, source: x.mp4}\n"
+    config = load_config(_write(tmp_path, cams + "detector: {conf: 0.2, every: 2}\n"))
+    assert config.detect_every == 2 and dict(config.detector.params) == {"conf": 0.2}
+    assert load_config(_write(tmp_path, cams)).detect_every == 1
+    for bad in ("0", "1.5", "true", "two"):
+        with pytest.raises(ConfigError, match=r"run\.yaml: detector\.every must be an integer"):
+            load_config(_write(tmp_path, cams + f"detector: {{every: {bad}}}\n"))

@@ -177,3 +177,51 @@ def test_opening_a_camera_gives_its_frame_rate_to_its_tracker_builder_and_schedu
         assert [policy.schedulers[c].refresh_frames for c in ids] == [2, 20]
     finally:
         cameras.close()
+
+
+def test_detect_every_runs_the_detector_on_every_nth_frame_and_coasts_between():
+    """``detector.every: 3``: each camera's 1st, 4th, 7th ... frame is detected (both
+    cameras of a tick in one call) and embedded; the tracker coasts on the others, whose
+    rows carry the predicted box of a person walking right at 4 px a frame."""
+    calls = []
+
+    class WalkingPerson:
+        def detect(self, images, camera_ids=None):
+            calls.append(list(camera_ids))
+            return [make_dets([[10 + 4 * int(img[0, 0, 0]), 10,
+                                50 + 4 * int(img[0, 0, 0]), 110]]) for img in images]
+
+    class FakeEmbedder:
+        embedding_dim = 3
+
+        def embed(self, images, boxes):
+            return [np.tile(np.eye(3, dtype=np.float32)[0], (len(b), 1)) for b in boxes]
+
+    ids = ["c1", "c2"]
+    policy = PolicyEmbedder(embedder=FakeEmbedder(), camera_ids=ids,
+                            policy=EmbeddingPolicy(refresh_s=0.0))
+    cameras = InProcessCameras(
+        detector=WalkingPerson(), embedding=policy, timer=StageTimer(), detect_every=3,
+        trackers={c: TRACKERS["bytetrack"](min_hits=1) for c in ids},
+        builders={c: TrackletBuilder(camera_id=c, min_length_s=0.1) for c in ids})
+    rows = []
+    for i in range(9):
+        image = np.full((120, 200, 3), i, np.uint8)  # the frame number, for the detector
+        out = cameras.process([Frame(camera_id=c, index=i, timestamp_s=i / 10,
+                                     image_bgr=image) for c in ids])
+        rows += [(f.camera_id, f.index, t) for f, t, _ in out]
+    assert calls == [ids, ids, ids]  # frames 0, 3, 6
+    assert policy.eligible == 6
+    xs = {}
+    for cid, index, tracks in rows:
+        assert list(tracks.track_id) == [1], (cid, index)
+        assert (tracks.det_index[0] == -1) == (index % 3 != 0)
+        xs.setdefault(cid, []).append(float(tracks.xyxy[0, 0]))
+    for cid in ids:  # true left edges: 10, 14, ..., 42 (the filter's boxes lag a little)
+        x = xs[cid]
+        assert x[:3] == [10.0] * 3  # no velocity before the second detection
+        assert all(b > a + 2 for a, b in zip(x[3:], x[4:], strict=False))  # moving on
+        assert abs(x[8] - 42) < 3  # a coasted frame, two after the last detection
+    with pytest.raises(ValueError, match="detect_every"):
+        InProcessCameras(detector=None, embedding=None, timer=StageTimer(), trackers={},
+                         builders={}, detect_every=0)

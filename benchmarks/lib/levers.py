@@ -47,6 +47,9 @@ def apply_overrides(config, overrides: dict[str, object]):
     association = dict(config.association.params)
     reid, top = {}, {}
     for key, value in overrides.items():
+        if key == "detector.every":  # a run setting in the file's detector section
+            top["detect_every"] = value
+            continue
         section, field = key.split(".", 1)
         {"detector": detector, "tracker": tracker, "association": association, "reid": reid,
          "run": top}[section][field] = value

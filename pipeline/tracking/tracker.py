@@ -84,6 +84,12 @@ class Tracker(Protocol):
         """The camera moved since the last frame: (2, 3) affine map of its pixels."""
         ...
 
+    def coast(self) -> Tracks:
+        """Advance one frame the detector skipped (``detector.every``): the tracks'
+        predictions move on; the tracks matched at the last update, at their
+        predicted boxes (``det_index`` -1)."""
+        ...
+
     def reset(self) -> None:
         """Forget every track and restart ids (a new source)."""
         ...
@@ -104,7 +110,7 @@ class _Track:
     """Internal per-track record (never leaves the tracker)."""
 
     __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "last_strong", "start_frame",
-                 "embedding", "recent")
+                 "embedding", "recent", "score")
 
     def __init__(self, xyah: np.ndarray, frame: int, embedding: np.ndarray | None) -> None:
         self.kf = BoxKalmanFilter(xyah=xyah)
@@ -114,6 +120,7 @@ class _Track:
         self.last_frame = frame
         self.last_strong = frame  # last frame a box >= high_thresh (or the birth) was taken
         self.start_frame = frame
+        self.score = 0.0  # the detector's score of the last box it reported
         # xyah of the last (up to four) strong boxes matched in consecutive frames.
         self.recent: list[np.ndarray] = []
         self.embedding = None
@@ -223,6 +230,8 @@ class ByteTracker:
         """Forget all tracks and restart ids at 1."""
         self._tracks: list[_Track] = []
         self._frame = 0
+        # Frames of the last two updates (frames the detector skipped come between).
+        self._last_update = self._previous_update = 0
         self._next_id = 1
         self._noise.reset()
         self._jitter: list[np.ndarray] = []
@@ -279,6 +288,7 @@ class ByteTracker:
             the matched detection's, ``det_index`` its row in ``detections``.
         """
         self._frame += 1
+        self._previous_update, self._last_update = self._last_update, self._frame
         step = self._begin(detections)
         for t in self._tracks:
             t.kf.predict(freeze_height_velocity=t.state is TrackState.LOST)
@@ -288,6 +298,27 @@ class ByteTracker:
         born = self._births(step)
         self._housekeeping(removed, born)
         return self._output(detections, step.matched)
+
+    def coast(self) -> Tracks:
+        """Advance one frame without detections (the detector skipped it,
+        ``detector.every``): every prediction moves on and no track changes state.
+
+        Returns:
+            The tracks matched at the last update, sorted by id, at their predicted
+            boxes, with the score of the last box each reported and ``det_index`` -1
+            (no detection; no embedding).
+        """
+        self._frame += 1
+        for t in self._tracks:
+            t.kf.predict(freeze_height_velocity=t.state is TrackState.LOST)
+        shown = sorted((t for t in self._tracks if t.state is TrackState.TRACKED),
+                       key=lambda t: t.track_id)
+        if not shown:
+            return Tracks.empty()
+        return Tracks(track_id=np.array([t.track_id for t in shown], np.int64),
+                      xyxy=self._boxes(shown),
+                      score=np.array([t.score for t in shown], np.float32),
+                      det_index=np.full(len(shown), -1, np.int64))
 
     def _begin(self, raw: Detections) -> _FrameStep:
         """The frame's detections with scores on the tracker's scale (``score_scale``,
@@ -404,7 +435,7 @@ class ByteTracker:
                *, strong: bool = False) -> None:
         if not strong:
             track.recent = []
-        elif track.last_frame == self._frame - 1:
+        elif track.last_frame == self._previous_update:  # evenly spaced with detector.every
             track.recent = [*track.recent[-3:], xyah]
         else:
             track.recent = [xyah]
@@ -490,6 +521,8 @@ class ByteTracker:
             return Tracks.empty()
         ids = np.array([r[0] for r in rows], np.int64)
         det_index = np.array([r[1] for r in rows], np.int64)
+        for d in det_index:
+            matched[int(d)].score = float(detections.score[d])
         xyxy = detections.xyxy[det_index]
         if self.options.output_box == "filtered":
             # The filter's corrected box: the detection itself for a newborn track or
