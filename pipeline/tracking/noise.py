@@ -53,11 +53,13 @@ class BoxNoiseEstimator:
         self._aspects = np.zeros(int(window))  # the newest box's aspect, per sample
         self._count = 0  # samples ever added since reset
         self._std: np.ndarray | None = None
+        self._aspect: float | None = None
 
     def reset(self) -> None:
         """Forget every sample (a new source, or a camera that reconnected)."""
         self._count = 0
         self._std = None
+        self._aspect = None
 
     @property
     def ready(self) -> bool:
@@ -74,9 +76,7 @@ class BoxNoiseEstimator:
     def aspect(self) -> float | None:
         """Median aspect ratio (width / height) of the measured boxes; None before
         :attr:`ready`."""
-        if self._std is None:
-            return None
-        return float(np.median(self._aspects[:min(self._count, len(self._aspects))]))
+        return self._aspect
 
     def observe(self, boxes: np.ndarray) -> None:
         """Add tracks' last four ``xyah`` boxes, measured in consecutive frames:
@@ -101,6 +101,7 @@ class BoxNoiseEstimator:
             d = np.clip(d, -limit, limit)
             r = np.maximum(-np.mean(d[:, 0] * d[:, 1], axis=0) / _LAG_ONE_FACTOR, 0.0)
             self._std = np.maximum(np.sqrt(r), self.floor)
+            self._aspect = float(np.median(self._aspects[:len(d)]))
         return self._std
 
 
