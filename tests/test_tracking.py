@@ -236,6 +236,34 @@ def test_min_hits_delays_new_tracks_after_first_frame():
     assert out.track_id.tolist() == [1, 2]  # ids handed out at confirmation: no gaps
 
 
+def test_weak_boxes_start_tracks_on_probation_and_flicker_does_not():
+    """Boxes between ``weak_birth_thresh`` and ``new_track_thresh`` start a track only
+    after ``weak_min_hits`` consecutive matches; one sure box ends the probation."""
+    def ids(tracker, scores, present=lambda i: True):
+        out = []
+        for i, score in enumerate(scores):
+            dets = make_dets([_box(10 + i)], [score]) if present(i) else make_dets([])
+            out.append(tracker.update(dets).track_id.tolist())
+        return out
+
+    weak = [0.38] * 6  # under high_thresh 0.4: low boxes, extending only close overlaps
+    assert ids(ByteTracker(weak_birth_thresh=0.25, weak_min_hits=4), weak) == \
+        [[], [], [], [1], [1], [1]]
+    assert ids(ByteTracker(weak_birth_thresh=None), weak) == [[]] * 6
+    # a box seen every other frame, or scoring under the floor, never confirms
+    assert ids(ByteTracker(weak_birth_thresh=0.25, weak_min_hits=4), [0.38] * 12,
+               present=lambda i: i % 2 == 0) == [[]] * 12
+    assert ids(ByteTracker(weak_birth_thresh=0.25, weak_min_hits=4), [0.2] * 6) == [[]] * 6
+    # a sure box ends the probation: from it on an ordinary tentative track, confirmed
+    # after min_hits sure boxes (the weak ones before do not count)
+    assert ids(ByteTracker(weak_birth_thresh=0.25, weak_min_hits=4, min_hits=2),
+               [0.38, 0.38, 0.6, 0.6]) == [[], [], [], [1]]
+    with pytest.raises(ValueError, match="weak_birth_thresh"):
+        ByteTracker(weak_birth_thresh=0.7)  # above new_track_thresh
+    with pytest.raises(ValueError, match="weak_min_hits"):
+        ByteTracker(weak_min_hits=0)
+
+
 def test_empty_detections():
     tracker = ByteTracker()
     assert len(tracker.update(Detections.empty())) == 0

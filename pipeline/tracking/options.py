@@ -100,6 +100,19 @@ class TrackerOptions:
             about 0.83, one at 12% about 0.88 (docs/BENCHMARKS.md §3i).
         output_box: "filtered" (default) reports the filter's corrected box, the
             ByteTrack/BoT-SORT choice; "detection" the matched detection unchanged.
+        weak_birth_thresh: When set, detections nobody took that score in
+            [``weak_birth_thresh``, ``new_track_thresh``) start tracks on probation:
+            they are extended by boxes scoring >= ``weak_birth_thresh`` (high or low)
+            and confirmed only after ``weak_min_hits`` matches in consecutive
+            frames, so a partly hidden person whose boxes never reach
+            ``new_track_thresh`` is still followed while a flickering false box is not.
+            ``None`` = only ``new_track_thresh`` starts tracks (ByteTrack). 0.25
+            (ByteTrack's own new-track threshold) with four matches: measured on the
+            MOT17 noise study with shifted scores and on PETS09 (docs/BENCHMARKS.md §3j).
+        weak_min_hits: Consecutive matches that confirm a track born on probation
+            (at least the ordinary ``confirm_hits``); a box scoring >=
+            ``new_track_thresh`` ends the probation (the track then counts its
+            matches from that box, as one born from it would).
         max_weak_s: Seconds after a track's last strong (>= ``high_thresh``) box
             during which low-score boxes may still extend or re-acquire it (stage 2).
             Measured on PETS09 (docs/BENCHMARKS.md §3e): beyond 3 s, 5 low-score
@@ -140,6 +153,8 @@ class TrackerOptions:
     noise_gate: bool = True
     output_box: str = "filtered"
     max_weak_s: float | None = 3.0
+    weak_birth_thresh: float | None = 0.25
+    weak_min_hits: int = 4
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_thresh <= self.high_thresh <= 1.0:
@@ -164,6 +179,13 @@ class TrackerOptions:
         if self.min_hits < 1 or not self.max_lost_s >= 0:
             raise ValueError(f"min_hits must be >= 1 and max_lost_s >= 0, got "
                              f"{self.min_hits}, {self.max_lost_s}")
+        if self.weak_birth_thresh is not None and not (
+                self.low_thresh <= self.weak_birth_thresh <= self.new_track_thresh):
+            raise ValueError(f"weak_birth_thresh must be None or in [low_thresh, "
+                             f"new_track_thresh] = [{self.low_thresh}, "
+                             f"{self.new_track_thresh}], got {self.weak_birth_thresh}")
+        if self.weak_min_hits < 1:
+            raise ValueError(f"weak_min_hits must be >= 1, got {self.weak_min_hits}")
         for name in ("max_weak_s", "confirm_s"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
@@ -174,6 +196,10 @@ class TrackerOptions:
         if self.confirm_s is None:
             return self.min_hits
         return 1 + seconds_to_frames(self.confirm_s, fps)
+
+    def weak_confirm_hits(self, fps: float) -> int:
+        """Matches that confirm a track born on probation at ``fps``."""
+        return max(self.confirm_hits(fps), self.weak_min_hits)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrackerOptions:

@@ -110,7 +110,7 @@ class _Track:
     """Internal per-track record (never leaves the tracker)."""
 
     __slots__ = ("kf", "state", "track_id", "hits", "last_frame", "last_strong", "start_frame",
-                 "embedding", "recent", "score")
+                 "embedding", "recent", "score", "weak")
 
     def __init__(self, xyah: np.ndarray, frame: int, embedding: np.ndarray | None) -> None:
         self.kf = BoxKalmanFilter(xyah=xyah)
@@ -121,6 +121,7 @@ class _Track:
         self.last_strong = frame  # last frame a box >= high_thresh (or the birth) was taken
         self.start_frame = frame
         self.score = 0.0  # the detector's score of the last box it reported
+        self.weak = False  # born on probation (``weak_birth_thresh``)
         # xyah of the last (up to four) strong boxes matched in consecutive frames.
         self.recent: list[np.ndarray] = []
         self.embedding = None
@@ -195,6 +196,7 @@ class ByteTracker:
         self.max_weak_frames = (None if o.max_weak_s is None
                                 else seconds_to_frames(o.max_weak_s, fps))
         self.confirm_hits = o.confirm_hits(fps)
+        self.weak_confirm_hits = o.weak_confirm_hits(fps)
         self._scores = None if o.adaptive_scores is False else ScoreAdapter(
             window=max(1, seconds_to_frames(o.score_window_s, fps)),
             every=max(1, seconds_to_frames(1.0, fps)),  # the window read once a second
@@ -219,7 +221,9 @@ class ByteTracker:
                 "max_weak_frames": self.max_weak_frames, "confirm_hits": self.confirm_hits,
                 "score_thresholds": {
                     name: round(to_detector(getattr(o, name)) * o.score_scale, 4)
-                    for name in ("high_thresh", "low_thresh", "new_track_thresh")},
+                    for name in ("high_thresh", "low_thresh", "new_track_thresh",
+                                 "weak_birth_thresh") if getattr(o, name) is not None},
+                "weak_confirm_hits": self.weak_confirm_hits,
                 "adaptive_scores": o.adaptive_scores,
                 "score_map_in_use": self._scores is not None and self._scores.engaged,
                 "box_noise_std": (None if self._noise.std is None
@@ -375,36 +379,69 @@ class ByteTracker:
             remaining[i].state = TrackState.LOST
 
     def _match_tentative(self, step: _FrameStep) -> set[int]:
-        """Stage 3: tentative tracks vs the remaining high detections; a tentative
-        track is confirmed after ``confirm_hits`` matches. Returns the ``id`` of the
-        tentative tracks left unmatched (they are removed)."""
+        """Stage 3: tentative tracks vs the remaining high detections, then tracks on
+        probation still unmatched vs the remaining low boxes scoring >= ``weak_birth_thresh``
+        (the same score-fused cost: a weak box must overlap closely to count);
+        a tentative track is confirmed after ``confirm_hits`` matches
+        (``weak_confirm_hits`` on probation). Returns the ``id`` of the tentative tracks
+        left unmatched (they are removed)."""
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
         high, score = step.high, step.detections.score
         cost = fuse_score(iou_distance(self._boxes(tentative), step.detections.xyxy[high]),
                           score[high])
         pairs, rest_t, rest_d = linear_assignment(cost, self.options.unconfirmed_match_thresh)
         for i, j in pairs:
-            t, d = tentative[i], int(high[j])
-            self._apply(t, step.xyah[d], step.vector(d))
-            t.last_strong = self._frame
-            t.hits += 1
-            if t.hits >= self.confirm_hits:
-                self._confirm(t)
-            step.matched[d] = t
+            self._extend_tentative(step, tentative[i], int(high[j]))
         step.high = high[rest_d]
-        return {id(tentative[i]) for i in rest_t}
+        unmatched = [tentative[i] for i in rest_t]
+        weak = [t for t in unmatched if t.weak]
+        if weak:
+            rows = self._weak_rows(step, step.low)
+            cost = fuse_score(iou_distance(self._boxes(weak), step.detections.xyxy[rows]),
+                              score[rows])
+            pairs, _, _ = linear_assignment(cost, self.options.unconfirmed_match_thresh)
+            for i, j in pairs:
+                self._extend_tentative(step, weak[i], int(rows[j]))
+                unmatched.remove(weak[i])
+        return {id(t) for t in unmatched}
+
+    def _extend_tentative(self, step: _FrameStep, t: _Track, d: int) -> None:
+        self._apply(t, step.xyah[d], step.vector(d))
+        t.last_strong = self._frame
+        t.hits += 1
+        if t.weak and step.detections.score[d] >= self.options.new_track_thresh:
+            # A sure box: an ordinary tentative track from now on, born at this box.
+            t.weak, t.hits = False, 1
+        if t.hits >= (self.weak_confirm_hits if t.weak else self.confirm_hits):
+            self._confirm(t)
+        step.matched[d] = t
+
+    def _weak_rows(self, step: _FrameStep, rows: np.ndarray) -> np.ndarray:
+        """``rows`` no track took that score >= ``weak_birth_thresh`` (none when off)."""
+        thresh = self.options.weak_birth_thresh
+        if thresh is None:
+            return rows[:0]
+        return np.array([d for d in rows if int(d) not in step.matched
+                         and step.detections.score[d] >= thresh], np.int64)
 
     def _births(self, step: _FrameStep) -> list[_Track]:
         """Stage 4: new tracks from the high detections nobody took that score at least
         ``new_track_thresh`` (confirmed at once with ``confirm_hits`` 1, or on the first
-        frame with ``activate_first_frame``)."""
+        frame with ``activate_first_frame``); with ``weak_birth_thresh``, tracks on
+        probation from the other boxes nobody took that score at least that."""
         o, frame = self.options, self._frame
         born = []
-        for d in step.high[step.detections.score[step.high] >= o.new_track_thresh]:
+        strong = step.high[step.detections.score[step.high] >= o.new_track_thresh]
+        weak = self._weak_rows(step, np.concatenate([step.high, step.low]))
+        for d in [*strong, *weak]:
             d = int(d)
+            if d in step.matched:
+                continue
             vector = step.vector(d)
             t = _Track(step.xyah[d], frame, None if vector is None else vector.copy())
-            if self.confirm_hits <= 1 or (frame == 1 and o.activate_first_frame):
+            t.weak = step.detections.score[d] < o.new_track_thresh
+            if not t.weak and (self.confirm_hits <= 1
+                               or (frame == 1 and o.activate_first_frame)):
                 self._confirm(t)
             born.append(t)
             step.matched[d] = t
