@@ -67,8 +67,11 @@ class InProcessCameras:
             the camera's tracker compensates before each update; cameras without one
             (or ``motion: off``) are taken as still.
         detect_every: The detector sees every N-th frame each camera delivers (its 1st,
-            N+1-th, ...); on the others the tracker predicts (``Tracker.coast``), nothing
-            is embedded, and the rows carry the predicted boxes.
+            N+1-th, ...); on the others the tracker predicts (``Tracker.coast``) and
+            nothing is embedded. Their rows wait for the camera's next detected frame:
+            a track matched on both sides gets the box interpolated between its two
+            detections, the others keep the predicted box (rows come out up to N-1
+            frames late; :meth:`drain` hands out what still waits at the end).
     """
 
     def __init__(self, *, detector: Any, embedding: PolicyEmbedder | None,
@@ -88,6 +91,10 @@ class InProcessCameras:
         self.motions = dict(motions or {})
         self.detect_every = int(detect_every)
         self._delivered: dict[str, int] = {}  # frames each camera has delivered
+        # Per camera: predicted frames waiting for the next detection, and the index and
+        # boxes (by track id) of the last detected frame.
+        self._held: dict[str, list[tuple[HeldFrame, Tracks]]] = {}
+        self._anchor: dict[str, tuple[int, dict[int, np.ndarray]]] = {}
         self._last_seen: dict[str, float] = {}
         self._ended: list[Tracklet] = []  # tracklets ended by an outage, not yet handed on
         self.sources: list[Any] = []
@@ -124,10 +131,10 @@ class InProcessCameras:
         """
         if not tick:
             return []
+        results: list[tuple[Any, Tracks, dict[int, np.ndarray]]] = []
         if self.outage_reset_s is not None:
-            self._restart_after_gaps(tick)
+            results += self._restart_after_gaps(tick)
         detections = self._detect(tick)
-        results = []
         for frame, dets in zip(tick, detections, strict=True):
             cid = frame.camera_id
             boxes = dets.xyxy if dets is not None else np.zeros((0, 4), np.float32)
@@ -142,13 +149,44 @@ class InProcessCameras:
                 tracks = _inside_frame(tracks, frame.size_wh)
                 if self.embedding is not None:
                     self.embedding.observe(cid, tracks)
+                if dets is None:  # predicted: waits for the next detection
+                    self._held.setdefault(cid, []).append((HeldFrame.of(frame), tracks))
+                    continue
+                if self.detect_every > 1:
+                    results += self._release(cid, (frame.index, tracks))
                 self.builders[cid].update(frame.index, frame.timestamp_s, tracks, boxes,
                                           frame.size_wh)
             # A predicted box is no view of the person: best crops come from detections.
-            crops = {} if self.crops is None or dets is None else self.crops.update(
+            crops = {} if self.crops is None else self.crops.update(
                 cid, frame.image_bgr, tracks)
             results.append((frame, tracks, crops))
         return results
+
+    def drain(self) -> list[tuple[Any, Tracks, dict[int, np.ndarray]]]:
+        """The predicted frames still waiting for a detection (``detect_every``), at
+        their predicted boxes: call when the cameras end, before :meth:`finish`."""
+        return [r for cid in list(self._held) for r in self._release(cid, None)]
+
+    def _release(self, cid: str, detected: tuple[int, Tracks] | None
+                 ) -> list[tuple[Any, Tracks, dict[int, np.ndarray]]]:
+        """Camera ``cid``'s waiting predicted frames, each through its tracklet builder;
+        ``detected``: the index and tracks of the detected frame that ends the wait
+        (its tracks become the next anchor), None when the wait ends without one."""
+        held = self._held.pop(cid, [])
+        anchor = self._anchor.pop(cid, None)
+        if detected is not None:
+            index, tracks = detected
+            after = dict(zip(tracks.track_id.tolist(), tracks.xyxy, strict=True))
+            self._anchor[cid] = (index, after)
+            if anchor is not None:
+                held = [(info, _interpolated(t, anchor, (index, after), info.index))
+                        for info, t in held]
+        out = []
+        for info, tracks in held:
+            self.builders[cid].update(info.index, info.timestamp_s, tracks,
+                                      np.zeros((0, 4), np.float32), info.size_wh)
+            out.append((info, tracks, {}))
+        return out
 
     def _detect(self, tick: list[Frame]) -> list[Detections | None]:
         """Detect (and embed) the tick's frames due for the detector
@@ -205,7 +243,7 @@ class InProcessCameras:
         (:meth:`restore`)."""
         return {"trackers": self.trackers, "builders": self.builders, "motions": self.motions,
                 "delivered": self._delivered, "last_seen": self._last_seen,
-                "ended": self._ended,
+                "ended": self._ended, "held": self._held, "anchor": self._anchor,
                 "embedding": None if self.embedding is None else self.embedding.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -214,6 +252,7 @@ class InProcessCameras:
         self.motions = state["motions"]
         self._delivered = state["delivered"]
         self._last_seen, self._ended = state["last_seen"], state["ended"]
+        self._held, self._anchor = state["held"], state["anchor"]
         if self.embedding is not None and state["embedding"] is not None:
             self.embedding.restore(state["embedding"])
 
@@ -234,14 +273,17 @@ class InProcessCameras:
         """The summary's ``executor`` section."""
         return {"name": "inprocess"}
 
-    def _restart_after_gaps(self, tick: list[Frame]) -> None:
-        """End the tracks of cameras that come back after an outage.
+    def _restart_after_gaps(self, tick: list[Frame]
+                            ) -> list[tuple[Any, Tracks, dict[int, np.ndarray]]]:
+        """End the tracks of cameras that come back after an outage; returns the rows
+        of their predicted frames that were still waiting.
 
         The tracker's lost-track buffer counts frames, not seconds: after a long outage it
         would happily continue an old track with whoever stands there now. Its tracks
         end without resetting its id counter (ids stay unique); the embedding schedule
         of the camera starts afresh too.
         """
+        released = []
         for frame in tick:
             cid = frame.camera_id
             previous = self._last_seen.get(cid)
@@ -250,12 +292,44 @@ class InProcessCameras:
                 continue
             logger.info("camera %s: %.1f s without frames; ending its open tracks",
                         cid, frame.timestamp_s - previous)
+            released += self._release(cid, None)
             self.trackers[cid].end_tracks()
             if cid in self.motions:
                 self.motions[cid].reset()
             self._ended += self.builders[cid].finish()
             if self.embedding is not None:
                 self.embedding.reset(cid)
+        return released
+
+
+@dataclass(frozen=True)
+class HeldFrame:
+    """Where a predicted frame's rows belong (a ``FrameInfo``), kept without its image
+    while they wait for the camera's next detection."""
+
+    camera_id: str
+    index: int
+    timestamp_s: float
+    size_wh: tuple[int, int]
+
+    @classmethod
+    def of(cls, frame: Frame) -> HeldFrame:
+        return cls(frame.camera_id, frame.index, frame.timestamp_s, frame.size_wh)
+
+
+def _interpolated(tracks: Tracks, before: tuple[int, dict[int, np.ndarray]],
+                  after: tuple[int, dict[int, np.ndarray]], index: int) -> Tracks:
+    """``tracks`` of predicted frame ``index`` with the box of every track found in
+    both detected frames (``(index, {track id: xyxy})``) interpolated between them."""
+    (i0, boxes0), (i1, boxes1) = before, after
+    if i1 <= i0 or len(tracks) == 0:
+        return tracks
+    w = (index - i0) / (i1 - i0)
+    xyxy = tracks.xyxy.copy()
+    for row, tid in enumerate(tracks.track_id.tolist()):
+        if tid in boxes0 and tid in boxes1:
+            xyxy[row] = (1.0 - w) * boxes0[tid] + w * boxes1[tid]
+    return replace(tracks, xyxy=xyxy)
 
 
 def _inside_frame(tracks: Tracks, size_wh: tuple[int, int]) -> Tracks:
@@ -282,6 +356,11 @@ class Cameras(Protocol):
 
     def events(self, snapshot_s: float | None) -> tuple[list[Tracklet], list[Tracklet]]:
         """Tracklet events since the last call: ``(open snapshots, finished)``."""
+        ...
+
+    def drain(self) -> list[tuple[FrameInfo, Tracks, Mapping[int, np.ndarray]]]:
+        """The cameras have ended: rows still held back (predicted frames waiting for
+        a detection, ``detector.every``), as ``process`` returns them. Before ``finish``."""
         ...
 
     def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:

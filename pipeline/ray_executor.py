@@ -348,6 +348,7 @@ class RayCameras:
         self._group_of = {cid: g for g in groups for cid in g.plan.camera_ids}
         self._snapshots: dict[int, list[Tracklet]] = {}
         self._finished: list[Tracklet] = []
+        self._results: list[dict[str, Any]] | None = None  # of the actors' ``finish``
 
     def process(self, tick: list[CameraUpdate]) -> list[tuple[CameraUpdate, Tracks,
                                                               Mapping[int, np.ndarray]]]:
@@ -369,12 +370,20 @@ class RayCameras:
         self._snapshots = {}
         return snapshots, finished
 
+    def drain(self) -> list[tuple[CameraUpdate, Tracks, Mapping[int, np.ndarray]]]:
+        """End of the run on every actor; returns the rows of predicted frames that
+        still waited for a detection there (``detector.every``)."""
+        if self._results is None:
+            self._results = [group.finish() for group in self.groups]
+        return [(u, u.tracks, u.crops) for result in self._results
+                for u in result["drained"]]
+
     def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:
         """End of the run on every actor: ``(tracklets not handed on, short tracks)``."""
         finished, short = list(self._finished), []
         self._finished = []
-        for group in self.groups:
-            result = group.finish()
+        self.drain()  # ends the actors (rows not collected by then are dropped)
+        for group, result in zip(self.groups, self._results, strict=True):
             finished += result["finished"]
             short += result["short"]
             group.info["rss_mb_end"] = result["rss_mb"]

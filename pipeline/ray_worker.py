@@ -28,7 +28,7 @@ from pipeline.association import Schedule
 from pipeline.config import CameraConfig
 from pipeline.executor import MakeCameras
 from pipeline.runtime import StageTimer
-from pipeline.types import CameraUpdate, Frame, Tracks
+from pipeline.types import CameraUpdate, Frame, Tracklet, Tracks
 
 __all__ = ["Batch", "CameraWorker", "NotResumed", "WORKER_ENV", "WorkerPlan"]
 
@@ -272,6 +272,13 @@ class CameraWorker:
         snapshots, finished = None, []
         if self.schedule.due(max(f.timestamp_s for f in tick)):
             snapshots, finished = self.cams.events(self.plan.snapshot_s)
+        return self._updates(results, snapshots, finished)
+
+    def _updates(self, results: list[tuple[Any, Tracks, Any]],
+                 snapshots: list[Tracklet] | None, finished: list[Tracklet]
+                 ) -> list[CameraUpdate]:
+        """The camera worker's per-frame results as updates for the driver (the tick's
+        tracklet events ride on the first)."""
         updates = []
         for i, (frame, tracks, crops) in enumerate(results):
             cid = frame.camera_id
@@ -290,10 +297,12 @@ class CameraWorker:
         """End of the run: remaining tracklets, short tracks, counters; closes sources."""
         if not self.resumed:
             raise NotResumed("restarted actor not resumed")
+        drained = self._updates(self.cams.drain(), None, [])
         finished, short = self.cams.finish()
         embedding = self.cams.embedding
         fields = self.cams.camera_fields()
         self.cams.close()
-        return {"finished": finished, "short": short, "camera_fields": fields,
+        return {"drained": drained, "finished": finished, "short": short,
+                "camera_fields": fields,
                 "stage_ms": dict(self.timer.totals_ms), "rss_mb": _rss_mb(),
                 "reid": None if embedding is None else embedding.counts()}

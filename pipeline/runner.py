@@ -93,6 +93,7 @@ def run(config: RunConfig, out_dir: Path, options: RunOptions | None = None) -> 
             parts.interrupted.append("SIGINT")
             logger.warning("interrupted: finishing with the frames processed so far")
         fps = {s.camera_id: s.fps for s in parts.sources}
+        _write(parts, parts.cameras.drain(), progress)  # rows held for interpolation
         with parts.timer("associate"):
             finished, short = parts.cameras.finish()
             parts.sinks.on_tracklets(finished)
@@ -145,6 +146,12 @@ def _step(parts: RunParts, tick: list[Frame], progress: _Progress) -> None:
             parts.sinks.on_tracklets(finished)
             parts.sinks.on_revisions(association.update(
                 now_s=progress.now_s, open_tracklets=snapshots, finished=finished))
+    _write(parts, results, progress)
+
+
+def _write(parts: RunParts, results: list, progress: _Progress) -> None:
+    """Rows of the cameras' results to the sinks, with their global ids."""
+    association = parts.association
     with parts.timer("write"):
         for frame, tracks, crops in results:
             cid = frame.camera_id

@@ -15,6 +15,7 @@ The error paths (bad address, Ray missing) run the command line in a subprocess.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -93,6 +94,42 @@ def test_same_identities_and_trajectories_as_single_process(crashed_run):
                 "identities_multi_camera", "identities_short_tracks", "rows"):
         assert summary[key] == stored[key], key
     assert {k: summary["reid"][k] for k in stored["reid"]} == stored["reid"]
+
+
+def test_detection_interval_gives_the_same_rows_on_ray(tmp_path):
+    """``detector.every: 2`` on Ray (two workers, a checkpoint mid-run): the rows of
+    predicted frames wait for the next detection in the worker (interpolated), those
+    still waiting at the end come back with the worker's ``finish``; the run has the
+    single-process one's rows, ids and boxes."""
+    from pipeline.runner import RunOptions, run
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    options = RunOptions(max_frames=14, progress=False, handle_signals=False)
+    config = _config({"name": "inprocess"})
+    config = dataclasses.replace(config, detect_every=2)
+    run(config, tmp_path / "single", options)
+    try:
+        ray_config = dataclasses.replace(_config({
+            "name": "ray", "address": "local", "workers": 2, "checkpoint_frames": 6,
+            "batch_frames": 4}), detect_every=2)
+        summary = run(ray_config, tmp_path / "ray", options)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    def rows(name: str) -> list[list[str]]:  # the same rows; the order of cameras
+        with open(tmp_path / name / "trajectories.csv", newline="") as f:  # within a
+            table = list(csv.reader(f))  # write may differ (a worker's batches)
+        body = sorted(table[1:], key=lambda r: (r[0], int(r[1]), int(r[4])))
+        sorted_csv = tmp_path / name / "sorted.csv"
+        with open(sorted_csv, "w", newline="") as f:
+            csv.writer(f).writerows([table[0], *body])
+        return _relabelled(sorted_csv)
+
+    got, want = rows("ray"), rows("single")
+    assert len(got) == len(want) > 100 and got == want
+    frames = {(row[0], row[1]) for row in got[1:]}
+    assert {f for _, f in frames} == {str(i) for i in range(14)}  # 13: predicted, drained
+    assert summary["detect_every"] == 2
 
 
 def test_rows_before_the_crash_are_intact(crashed_run):

@@ -181,8 +181,10 @@ def test_opening_a_camera_gives_its_frame_rate_to_its_tracker_builder_and_schedu
 
 def test_detect_every_runs_the_detector_on_every_nth_frame_and_coasts_between():
     """``detector.every: 3``: each camera's 1st, 4th, 7th ... frame is detected (both
-    cameras of a tick in one call) and embedded; the tracker coasts on the others, whose
-    rows carry the predicted box of a person walking right at 4 px a frame."""
+    cameras of a tick in one call) and embedded; the tracker coasts on the others. Their
+    rows wait for the camera's next detection and come out with it, the box of a person
+    walking right at 4 px a frame interpolated between the two detections; the rows
+    after the last detection come from ``drain``, at the predicted boxes."""
     calls = []
 
     class WalkingPerson:
@@ -204,24 +206,40 @@ def test_detect_every_runs_the_detector_on_every_nth_frame_and_coasts_between():
         detector=WalkingPerson(), embedding=policy, timer=StageTimer(), detect_every=3,
         trackers={c: TRACKERS["bytetrack"](min_hits=1) for c in ids},
         builders={c: TrackletBuilder(camera_id=c, min_length_s=0.1) for c in ids})
-    rows = []
+    rows, returned = [], []
     for i in range(9):
         image = np.full((120, 200, 3), i, np.uint8)  # the frame number, for the detector
         out = cameras.process([Frame(camera_id=c, index=i, timestamp_s=i / 10,
                                      image_bgr=image) for c in ids])
+        returned.append([(f.camera_id, f.index) for f, _, _ in out])
         rows += [(f.camera_id, f.index, t) for f, t, _ in out]
     assert calls == [ids, ids, ids]  # frames 0, 3, 6
     assert policy.eligible == 6
+    # frames 1 and 2 wait for frame 3, 4 and 5 for frame 6; 7 and 8 for the end
+    assert returned[1] == returned[2] == [] and returned[7] == returned[8] == []
+    assert returned[3] == [("c1", 1), ("c1", 2), ("c1", 3), ("c2", 1), ("c2", 2), ("c2", 3)]
+    drained = cameras.drain()
+    assert [(f.camera_id, f.index) for f, _, _ in drained] == \
+        [("c1", 7), ("c1", 8), ("c2", 7), ("c2", 8)]
+    assert cameras.drain() == []
+    rows += [(f.camera_id, f.index, t) for f, t, _ in drained]
     xs = {}
     for cid, index, tracks in rows:
         assert list(tracks.track_id) == [1], (cid, index)
         assert (tracks.det_index[0] == -1) == (index % 3 != 0)
-        xs.setdefault(cid, []).append(float(tracks.xyxy[0, 0]))
+        xs.setdefault(cid, {})[index] = float(tracks.xyxy[0, 0])
     for cid in ids:  # true left edges: 10, 14, ..., 42 (the filter's boxes lag a little)
-        x = xs[cid]
-        assert x[:3] == [10.0] * 3  # no velocity before the second detection
-        assert all(b > a + 2 for a, b in zip(x[3:], x[4:], strict=False))  # moving on
-        assert abs(x[8] - 42) < 3  # a coasted frame, two after the last detection
+        x = [xs[cid][i] for i in range(9)]
+        for a, b in ((0, 3), (3, 6)):  # between two detections: on the line joining them
+            for i in (a + 1, a + 2):
+                assert x[i] == pytest.approx(x[a] + (x[b] - x[a]) * (i - a) / 3, abs=1e-3)
+        assert x[1] > x[0] + 1  # interpolated, not held at the first box
+        assert x[8] > x[7] > x[6] + 2  # predicted after the last detection: moving on
+        assert abs(x[8] - 42) < 3
+    # the tracklet builders saw every frame, in order
+    finished, _ = cameras.finish()
+    assert [t.camera_id for t in finished] == ids
+    assert all(t.frames.tolist() == list(range(9)) for t in finished)
     with pytest.raises(ValueError, match="detect_every"):
         InProcessCameras(detector=None, embedding=None, timer=StageTimer(), trackers={},
                          builders={}, detect_every=0)
