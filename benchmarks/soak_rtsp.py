@@ -108,11 +108,20 @@ def _soak_config(args: argparse.Namespace, cams: list[str], password: str, port:
     if not args.reid:
         reid = {"enabled": False}
     stream = yaml.safe_load(args.stream)
-    return {"cameras": [{"id": c, "source": f"rtsp://soak:{password}@127.0.0.1:{port}/{c}",
-                         "stream": stream} for c in cams],
-            "detector": detector, "tracker": shipped.get("tracker", {}), "reid": reid,
-            "association": {**shipped.get("association", {}), "mode": "online"},
-            "output": {"mot": True, "plots": False, "store": True}, "threads": args.threads}
+    config = {"cameras": [{"id": c, "source": f"rtsp://soak:{password}@127.0.0.1:{port}/{c}",
+                           "stream": stream} for c in cams],
+              "detector": detector, "tracker": dict(shipped.get("tracker", {})), "reid": reid,
+              "association": {**shipped.get("association", {}), "mode": "online"},
+              "output": {"mot": True, "plots": False, "store": True},
+              "threads": args.threads}
+    for item in filter(None, args.set.split(",")):
+        key, _, value = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if section not in ("detector", "tracker", "reid", "association") or not name or not _:
+            raise SystemExit(f"soak: --set {item!r}: expected SECTION.KEY=VALUE with SECTION "
+                             "one of detector, tracker, reid, association")
+        config[section][name] = yaml.safe_load(value)
+    return config
 
 
 def _outputs(out: Path) -> dict:
@@ -188,6 +197,8 @@ def main() -> int:
     parser.add_argument("--size", default="640x360", help="stream size WxH")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cameras", type=int, default=2, help="RTSP cameras (mounts)")
+    parser.add_argument("--set", default="", metavar="SECTION.KEY=VALUE[,...]",
+                        help="change the sample config's settings, e.g. detector.every=2")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
