@@ -382,7 +382,7 @@ class RayCameras:
         """End of the run on every actor: ``(tracklets not handed on, short tracks)``."""
         finished, short = list(self._finished), []
         self._finished = []
-        self.drain()  # ends the actors (rows not collected by then are dropped)
+        self.drain()  # ends the actors unless ``drain`` did (the loop calls it first)
         for group, result in zip(self.groups, self._results, strict=True):
             finished += result["finished"]
             short += result["short"]
