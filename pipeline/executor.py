@@ -246,13 +246,15 @@ class InProcessCameras:
                 "ended": self._ended, "held": self._held, "anchor": self._anchor,
                 "embedding": None if self.embedding is None else self.embedding.state()}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Go on from :meth:`state` (of a worker with the same cameras and models)."""
+    def restore(self, state: dict[str, Any], *, keep_held: bool = True) -> None:
+        """Go on from :meth:`state` (of a worker with the same cameras and models);
+        ``keep_held=False`` forgets the rows held back for interpolation."""
         self.trackers, self.builders = state["trackers"], state["builders"]
         self.motions = state["motions"]
         self._delivered = state["delivered"]
         self._last_seen, self._ended = state["last_seen"], state["ended"]
-        self._held, self._anchor = state["held"], state["anchor"]
+        self._held = state["held"] if keep_held else {}
+        self._anchor = state["anchor"]
         if self.embedding is not None and state["embedding"] is not None:
             self.embedding.restore(state["embedding"])
 

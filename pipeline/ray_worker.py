@@ -184,6 +184,9 @@ class CameraWorker:
         self.offset = dict(next_index) if self.plan.live else dict.fromkeys(next_index, 0)
         self.schedule = replace(self.plan.schedule)
         self.since_checkpoint = 0
+        # Tracklet events of ticks that produced no update (every frame predicted, its
+        # rows held back): they ride on the next update.
+        self._carry: tuple[list[Tracklet] | None, list[Tracklet]] = (None, [])
         if self.plan.live:
             self.camera_set = CameraSet(sources=list(self.sources.values()), live=True,
                                         yield_empty=True)
@@ -226,13 +229,16 @@ class CameraWorker:
         self._start(next_index, until_s, stop_at)
         if checkpoint is not None:
             state = pickle.loads(checkpoint)
-            self.cams.restore(state["cameras"])
+            # Live: rows held back at the checkpoint were handed on before the crash, and
+            # the frame numbers go on from there; recordings replay and deduplicate.
+            self.cams.restore(state["cameras"], keep_held=not self.plan.live)
             self.schedule = state["schedule"]
+            self._carry = state["carry"]
         self.resumed = True
 
     def _checkpoint(self) -> bytes:
-        return pickle.dumps({"cameras": self.cams.state(), "schedule": self.schedule},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps({"cameras": self.cams.state(), "schedule": self.schedule,
+                             "carry": self._carry}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def next_batch(self) -> Batch:
         """Process up to ``batch_frames`` ticks (live: or ``batch_s`` seconds)."""
@@ -269,6 +275,8 @@ class CameraWorker:
                 if (frame.camera_id, frame.index) == self.plan.crash_at:
                     os._exit(1)  # a real crash of the worker process (tests)
         results = self.cams.process(tick)
+        for frame in tick:  # processed (its rows may be held back): resume after it
+            self.next_index[frame.camera_id] = frame.index + self.offset[frame.camera_id] + 1
         snapshots, finished = None, []
         if self.schedule.due(max(f.timestamp_s for f in tick)):
             snapshots, finished = self.cams.events(self.plan.snapshot_s)
@@ -277,13 +285,19 @@ class CameraWorker:
     def _updates(self, results: list[tuple[Any, Tracks, Any]],
                  snapshots: list[Tracklet] | None, finished: list[Tracklet]
                  ) -> list[CameraUpdate]:
-        """The camera worker's per-frame results as updates for the driver (the tick's
-        tracklet events ride on the first)."""
+        """The camera worker's per-frame results as updates for the driver; the
+        tracklet events ride on the first (kept for the next update when there is none)."""
+        carried_snapshots, carried = self._carry
+        snapshots = snapshots if snapshots is not None else carried_snapshots
+        finished = carried + finished
+        if not results:
+            self._carry = (snapshots, finished)
+            return []
+        self._carry = (None, [])
         updates = []
         for i, (frame, tracks, crops) in enumerate(results):
             cid = frame.camera_id
             index = frame.index + self.offset[cid]
-            self.next_index[cid] = index + 1
             updates.append(CameraUpdate(
                 camera_id=cid, index=index, timestamp_s=frame.timestamp_s,
                 size_wh=frame.size_wh,
@@ -299,6 +313,8 @@ class CameraWorker:
             raise NotResumed("restarted actor not resumed")
         drained = self._updates(self.cams.drain(), None, [])
         finished, short = self.cams.finish()
+        finished = self._carry[1] + finished  # events no update took
+        self._carry = (None, [])
         embedding = self.cams.embedding
         fields = self.cams.camera_fields()
         self.cams.close()
