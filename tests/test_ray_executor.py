@@ -110,8 +110,8 @@ def test_detection_interval_gives_the_same_rows_on_ray(tmp_path):
     run(config, tmp_path / "single", options)
     try:
         ray_config = dataclasses.replace(_config({
-            "name": "ray", "address": "local", "workers": 2, "checkpoint_frames": 6,
-            "batch_frames": 4}), detect_every=2)
+            "name": "ray", "address": "local", "workers": 2, "checkpoint_frames": 5,
+            "batch_frames": 3}), detect_every=2)
         summary = run(ray_config, tmp_path / "ray", options)
     finally:
         if ray.is_initialized():
