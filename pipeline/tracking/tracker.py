@@ -417,12 +417,14 @@ class ByteTracker:
         step.matched[d] = t
 
     def _weak_rows(self, step: _FrameStep, rows: np.ndarray) -> np.ndarray:
-        """``rows`` no track took that score >= ``weak_birth_thresh`` (none when off)."""
-        thresh = self.options.weak_birth_thresh
-        if thresh is None:
+        """``rows`` no track took that score in [``weak_birth_thresh``,
+        ``new_track_thresh``) (none when off)."""
+        o = self.options
+        if o.weak_birth_thresh is None:
             return rows[:0]
         return np.array([d for d in rows if int(d) not in step.matched
-                         and step.detections.score[d] >= thresh], np.int64)
+                         and o.weak_birth_thresh <= step.detections.score[d]
+                         < o.new_track_thresh], np.int64)
 
     def _births(self, step: _FrameStep) -> list[_Track]:
         """Stage 4: new tracks from the high detections nobody took that score at least
@@ -435,8 +437,6 @@ class ByteTracker:
         weak = self._weak_rows(step, np.concatenate([step.high, step.low]))
         for d in [*strong, *weak]:
             d = int(d)
-            if d in step.matched:
-                continue
             vector = step.vector(d)
             t = _Track(step.xyah[d], frame, None if vector is None else vector.copy())
             t.weak = step.detections.score[d] < o.new_track_thresh
