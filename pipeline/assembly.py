@@ -371,6 +371,10 @@ def _embedding(config: RunConfig, device: str, threads: int, camera_ids: list[st
                                 backend=config.reid.backend, input_spec=config.reid.input)
     except ValueError as error:
         raise ValueError(f"{config.source_file}: reid: {error}") from None
+    from pipeline.sources import is_stream_uri
+
+    if live_cameras(config, is_stream_uri):
+        embedder.warm_up()  # an endless run pays its compiles, and their memory, up front
     return PolicyEmbedder(embedder=embedder, camera_ids=camera_ids, policy=policy)
 
 

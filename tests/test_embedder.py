@@ -160,3 +160,36 @@ def test_openvino_backend_matches_torch_on_real_crops(precision: str, min_cos: f
     assert (ref * got).sum(axis=1).min() > min_cos
     with pytest.raises(ValueError, match="openvino"):
         CropEmbedder(model="hacnn", weights=shipped, backend="tensorrt")
+
+
+class _ShapeLog:
+    """Wraps a compiled OpenVINO model, logging the batch size of every call."""
+
+    def __init__(self, compiled: object) -> None:
+        self.compiled, self.sizes = compiled, []
+
+    def __call__(self, x: np.ndarray) -> object:
+        self.sizes.append(len(x))
+        return self.compiled(x)
+
+    def output(self, index: int) -> object:
+        return self.compiled.output(index)
+
+
+def test_openvino_runs_bucketed_batch_sizes_and_drops_the_padding() -> None:
+    """Batches of any size run at one of a few compiled sizes (memory stays bounded on
+    live runs); the blank crops that fill a bucket change no real crop's embedding."""
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "osnet_rga.safetensors"
+    crops = [cv2.imread(str(p)) for p in sorted(CUHK01.glob("000[1-3]_c*.jpg"))][:9]
+    ov = CropEmbedder(model="osnet", weights=shipped, backend="openvino", threads=2,
+                      batch_size=12)
+    log = ov.runtime._compiled = _ShapeLog(ov.runtime._compiled)
+    ov.warm_up()
+    assert log.sizes == [1, 2, 3, 4, 8, 12]
+    log.sizes.clear()
+    full = ov.embed_crops(crops)
+    for n in range(1, len(crops) + 1):
+        got = ov.embed_crops(crops[:n])
+        assert got.shape == (n, ov.embedding_dim)
+        np.testing.assert_allclose(got, full[:n], atol=1e-5)
+    assert set(log.sizes) == {1, 2, 3, 4, 8, 12}

@@ -274,6 +274,13 @@ class CropEmbedder:
                          else self.runtime.input_hw)
         self.embedding_dim = self.runtime.embedding_dim
 
+    def warm_up(self) -> None:
+        """Compile the runtime's batch shapes now (OpenVINO; a no-op for the others): a
+        live run calls this once before its cameras start."""
+        warm = getattr(self.runtime, "warm_up", None)
+        if warm is not None:
+            warm(self.batch_size * (2 if self.flip else 1))
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         """(n, 3, H, W) float32 -> (n, D) float32 L2-normalised, one model call."""
         return l2_normalise(np.asarray(self.runtime(x)).reshape(len(x), -1))

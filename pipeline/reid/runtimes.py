@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["RUNTIMES", "OnnxRuntime", "OpenVinoRuntime", "ReidRuntime", "TorchRuntime",
-           "TRAIN_HINT", "backend_for", "export_onnx"]
+           "TRAIN_HINT", "backend_for", "batch_bucket", "export_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,31 @@ class OpenVinoRuntime(ReidRuntime):
         return ir
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._compiled(x)[self._compiled.output(0)]
+        n = len(x)
+        size = batch_bucket(n)
+        if size != n:  # zero crops fill the batch to its bucket; their rows are dropped
+            x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+        return self._compiled(x)[self._compiled.output(0)][:n]
+
+    def warm_up(self, max_batch: int) -> None:
+        """Compile every batch bucket up to ``max_batch`` now rather than on first use,
+        so a live run's memory is flat from its start and no tick waits for a compile."""
+        h, w = self.input_hw
+        for size in sorted({batch_bucket(n) for n in range(1, max_batch + 1)}):
+            self._compiled(np.zeros((size, 3, h, w), np.float32))
+
+
+def batch_bucket(n: int) -> int:
+    """The batch size ``n`` crops run at on OpenVINO: ``n`` up to 4, else the next
+    multiple of 4.
+
+    OpenVINO's CPU plugin compiles and keeps kernels for every input shape it meets, 6-20
+    MB each for our models. With one call per tick for all cameras' crops, batch sizes
+    of every value from 1 to ``reid.batch_size`` turn up over hours of a live run, and
+    the run's memory grew in steps for the whole hour (docs/LIVE.md). Padding to these
+    buckets bounds the shapes (11 up to 32 crops) for up to 3 blank crops (~4 ms) a call.
+    """
+    return n if n <= 4 else -(-n // 4) * 4
 
 
 def _batched_ir(ov_model: Any, path: Path) -> Any:
