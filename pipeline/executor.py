@@ -221,6 +221,9 @@ class InProcessCameras:
         """
         finished = self._ended + [t for b in self.builders.values() for t in b.finished()]
         self._ended = []
+        if self.crops is not None:  # best views of ended tracks were handed on already
+            for cid, builder in self.builders.items():
+                self.crops.retain(cid, builder.open_track_ids)
         snapshots = [] if snapshot_s is None else [
             t for b in self.builders.values() for t in b.snapshots(min_s=snapshot_s)]
         return snapshots, finished

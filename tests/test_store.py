@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from pipeline.export import RevisionSink, Sinks, TrajectorySink
+from pipeline.export.crops import BestCrops
 from pipeline.export.store import STORE_NAME, StoreSink
 from pipeline.export.store_read import StoreError, open_run
 from pipeline.types import FrameTracks, Identities, Revision
@@ -256,8 +257,26 @@ def test_online_store_ends_with_the_final_csv_ids(tmp_path):
     assert np.frombuffer(tracklets[("c1", 1)][1], "<f4").tolist() == [1.0, 0.0]
     assert tracklets[("c1", 1)][2][:2] == b"\xff\xd8" and tracklets[("c1", 2)][2] is None
     assert db.execute("SELECT COUNT(*) FROM revisions").fetchone()[0] == 3
+    # spans add up across commits; the sink keeps nothing per track after one (endless runs)
+    assert db.execute("SELECT first_frame, last_frame, rows FROM tracklets WHERE camera = "
+                      "'c1' AND track_id = 2").fetchone() == (0, 1, 2)
+    assert store._spans == {}
     assert db.execute("SELECT global_id, cameras, tracklets, rows FROM identities "
                       "ORDER BY global_id").fetchall() == [(5, 1, 1, 2), (6, 1, 1, 1)]
+
+
+def test_best_crops_cut_better_views_only_and_forget_ended_tracks():
+    image = np.random.default_rng(0).integers(0, 255, (100, 100, 3), np.uint8)
+    crops = BestCrops(max_height_px=16)
+    box = [[10, 10, 30, 50]]
+    first = crops.update("c1", image, make_tracks([1], box, scores=[0.5]))
+    assert list(first) == [1] and first[1].shape == (16, 8, 3)
+    assert crops.update("c2", image, make_tracks([1], box, scores=[0.5])).keys() == {1}
+    assert crops.update("c1", image, make_tracks([1], box, scores=[0.5])) == {}
+    assert crops.update("c1", image, make_tracks([1], box, scores=[0.8])).keys() == {1}
+    crops.retain("c1", [7])  # track 1 of c1 ended: its rating is forgotten, c2's kept
+    assert crops.update("c1", image, make_tracks([1], box, scores=[0.5])).keys() == {1}
+    assert crops.update("c2", image, make_tracks([1], box, scores=[0.5])) == {}
 
 
 def test_store_can_be_switched_off(tmp_path):

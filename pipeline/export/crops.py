@@ -11,6 +11,8 @@ to whoever stores the crop (the run store encodes at its flush, once per track).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 
@@ -84,6 +86,13 @@ class BestCrops:
             self._best[key] = rating
             out[tid] = self._shrink(image_bgr[top:bottom, left:right])
         return out
+
+    def retain(self, camera_id: str, track_ids: Iterable[int]) -> None:
+        """Forget the ratings of ``camera_id``'s tracks other than ``track_ids`` (those
+        still open): an endless run keeps nothing per track that ended."""
+        keep = set(track_ids)
+        for key in [k for k in self._best if k[0] == camera_id and k[1] not in keep]:
+            del self._best[key]
 
     def _shrink(self, crop: np.ndarray) -> np.ndarray:
         h, w = crop.shape[:2]

@@ -91,7 +91,7 @@ def create_schema(connection: sqlite3.Connection) -> None:
 
 
 class _Span:
-    """What the rows tell about one track so far."""
+    """What the rows since the last commit tell about one track."""
 
     __slots__ = ("first_frame", "last_frame", "first_s", "last_s", "rows", "global_id")
 
@@ -142,8 +142,9 @@ class StoreSink(Sink):
                              [(c, i) for i, c in enumerate(camera_ids)])
         self._db.execute("COMMIT")
         self._rows: list[tuple] = []
+        # Tracks with rows since the last commit (emptied by each commit, so an endless
+        # run keeps no state per past track; the table adds the rows up).
         self._spans: dict[TrackKey, _Span] = {}
-        self._dirty: set[TrackKey] = set()
         self._crops: dict[TrackKey, np.ndarray] = {}
         self._tracklets: list[Tracklet] = []
         self._revisions: list[Revision] = []
@@ -174,7 +175,6 @@ class StoreSink(Sink):
                 span = self._spans[key] = _Span(frame, time_s, gid)
             span.last_frame, span.last_s, span.global_id = frame, time_s, gid
             span.rows += 1
-            self._dirty.add(key)
         for tid, crop in rows.crops.items():
             self._crops[(cid, int(tid))] = crop
 
@@ -206,17 +206,16 @@ class StoreSink(Sink):
                            "x1, y1, x2, y2, score, x_m, y_m) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                            self._rows)
             self._rows = []
-        if self._dirty:
+        if self._spans:
             spans = [(cid, tid, s.first_frame, s.last_frame, s.first_s, s.last_s, s.rows,
-                      s.global_id) for (cid, tid) in self._dirty
-                     for s in (self._spans[(cid, tid)],)]
+                      s.global_id) for (cid, tid), s in self._spans.items()]
             db.executemany(
                 "INSERT INTO tracklets (camera, track_id, first_frame, last_frame, first_s, "
                 "last_s, rows, global_id) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (camera, "
                 "track_id) DO UPDATE SET last_frame = excluded.last_frame, last_s = "
-                "excluded.last_s, rows = excluded.rows, global_id = excluded.global_id",
+                "excluded.last_s, rows = rows + excluded.rows, global_id = excluded.global_id",
                 spans)
-            self._dirty.clear()
+            self._spans = {}
         if self._revisions:
             db.executemany("INSERT INTO revisions (time_s, camera, track_id, old_global_id, "
                            "new_global_id) VALUES (?,?,?,?,?)",

@@ -156,6 +156,11 @@ class TrackletBuilder:
         """Tracks currently being accumulated."""
         return len(self._open)
 
+    @property
+    def open_track_ids(self) -> list[int]:
+        """Ids of the tracks currently being accumulated."""
+        return list(self._open)
+
     def update(
         self,
         frame_index: int,
