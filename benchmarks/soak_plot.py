@@ -1,8 +1,8 @@
 """Plot a soak run's memory and frame counts over time (``benchmarks.soak_rtsp`` JSON).
 
 Usage (from the repository root):
-    python3 -m benchmarks.soak_rtsp --minutes 60 --cameras 4 --reid ... > runs/soak60.json
-    python3 -m benchmarks.soak_plot runs/soak60.json docs/soak60.png
+    python3 -m benchmarks.soak_rtsp --minutes 90 --cameras 4 --reid ... > runs/soak90_shipped.json
+    python3 -m benchmarks.soak_plot runs/soak90_shipped.json docs/soak90.png
 
 Top: the ``mtmc run`` process's resident set (MB) at each sample, the warm-up the
 benchmark leaves out of its growth figure shaded, server kills and restarts marked.
@@ -14,6 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+
+def late_slope_mb_per_hour(samples: list[dict]) -> float | None:
+    """Resident-set growth (MB/hour) of a line fitted to the second half of the samples
+    (by time): whether memory still grows once the early, bounded growth is over."""
+    import numpy as np
+
+    if len(samples) < 4:
+        return None
+    t = np.array([s["t_s"] for s in samples], float)
+    rss = np.array([s["rss_mb"] for s in samples], float)
+    late = t >= t[-1] / 2
+    return float(np.polyfit(t[late] / 3600.0, rss[late], 1)[0]) if late.sum() >= 2 else None
 
 
 def plot(report: dict, out: Path) -> None:
@@ -39,9 +52,11 @@ def plot(report: dict, out: Path) -> None:
                 ax.axvline(event["t_s"] / 60.0, color="tab:red" if event["action"] == "kill"
                            else "tab:green", lw=0.8, ls="--")
     slope = report["rss_mb"].get("fitted_slope_mb_per_min_after_warmup")
+    late = late_slope_mb_per_hour(samples)
     top.set_title(f"{report['minutes']:.0f} min, {len(samples[-1]['cameras'])} RTSP cameras"
                   + (f"; fitted growth after warm-up {slope * 60:+.0f} MB/hour"
-                     if slope is not None else ""))
+                     if slope is not None else "")
+                  + (f", over the second half {late:+.0f}" if late is not None else ""))
     top.legend(loc="lower right", fontsize=8)
     cameras = sorted(samples[-1]["cameras"])
     for cam in cameras:

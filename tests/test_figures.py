@@ -72,9 +72,10 @@ def _shipped_reid_row() -> str:
 QUOTES: list[tuple[str, Callable[[], str]]] = [
     ("README.md", lambda: "per track HOTA {}, IDF1 {}".format(
         *_track("shipped").split(" / "))),
-    ("README.md", lambda: f"(HA-CNN {_track('hacnn')}; motion only {_track('motion_only')};"),
+    ("README.md", lambda: f"(detecting every frame {_track('every_frame')}; HA-CNN "
+                          f"{_track('hacnn')}; motion only {_track('motion_only')};"),
     ("README.md", lambda: f"across exits and returns, {_people('shipped')} "
-                          f"(HA-CNN {_people('hacnn')})"),
+                          f"(every frame {_people('every_frame')}; HA-CNN {_people('hacnn')})"),
     ("README.md", lambda: "land a median {:.1f} m".format(
         _results("floor_accuracy")["figures"]["all"]["files"]["median_m"])),
     ("docs/PIPELINE.md", _shipped_pipeline_row),

@@ -26,7 +26,7 @@ from pipeline.export import RevisionSink, Sinks, TrajectorySink
 from pipeline.export.crops import BestCrops
 from pipeline.export.store import STORE_NAME, StoreSink
 from pipeline.export.store_read import StoreError, open_run
-from pipeline.types import FrameTracks, Identities, Revision
+from pipeline.types import FrameTracks, Identities, Revision, seconds_to_frames
 from tests.conftest import REPO, make_tracklet, make_tracks
 
 
@@ -63,7 +63,8 @@ def test_store_equals_the_csv(sample_store_run):
         "SELECT camera, track_id, first_frame, last_frame, first_s, last_s, rows, global_id, "
         "embedding, crop_jpeg FROM tracklets")}
     assert set(stored) == set(tracks)
-    embedded = unembeddable = 0
+    embedded = unembeddable = short = 0
+    fps = {c["id"]: c["fps"] for c in summary["cameras"]}
     for key, rows in tracks.items():
         first_frame, last_frame, first_s, last_s, n, gid, embedding, crop = stored[key]
         assert (first_frame, last_frame, n, gid) == (rows[0][1], rows[-1][1], len(rows),
@@ -73,6 +74,8 @@ def test_store_equals_the_csv(sample_store_run):
             vector = np.frombuffer(embedding, "<f4")
             assert vector.size > 0 and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
             embedded += 1
+        elif len(rows) < seconds_to_frames(0.5, fps[key[0]]):  # under min_length_s
+            short += 1  # not a tracklet: no embedding, an identity of its own
         else:  # a track born on probation whose boxes all score under reid.min_score
             unembeddable += 1
             assert max(row[9] for row in rows) < 0.4, key
@@ -81,6 +84,7 @@ def test_store_equals_the_csv(sample_store_run):
     # every tracklet handed to association has its pooled embedding, unless none of its
     # boxes could be embedded
     assert embedded + unembeddable == summary["tracklets"] and unembeddable < 0.1 * embedded
+    assert short == summary["identities_short_tracks"]
 
     ids: dict[int, set] = defaultdict(set)
     for row in csv_rows:
