@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from pipeline.tracking.camera_motion import CameraMotion
 from pipeline.types import Detections, Frame, FrameInfo, TrackKey, Tracklet, Tracks
 
 __all__ = ["Cameras", "ExecutorContext", "InProcessCameras", "MakeCameras", "Placement",
-           "in_process", "open_cameras", "stream_options_for"]
+           "in_process", "open_cameras", "read_order", "stream_options_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class InProcessCameras:
         self.embedding = embedding
         self.trackers = dict(trackers)
         self.builders = dict(builders)
+        self._rank = {cid: i for i, cid in enumerate(self.builders)}  # camera order
         self.timer = timer
         self.outage_reset_s = outage_reset_s
         self.crops = crops
@@ -127,13 +129,17 @@ class InProcessCameras:
 
         Returns:
             Per frame ``(frame, tracks, crops)``; ``crops`` maps the track ids whose best
-            view improved to a small BGR crop (empty without ``crops``).
+            view improved to a small BGR crop (empty without ``crops``). Earlier frames
+            released by this tick's detections come first, then this tick's frames, each
+            in camera order (the order the Ray executor writes too).
         """
         if not tick:
             return []
         results: list[tuple[Any, Tracks, dict[int, np.ndarray]]] = []
+        current: list[tuple[Any, Tracks, dict[int, np.ndarray]]] = []
         if self.outage_reset_s is not None:
             results += self._restart_after_gaps(tick)
+        released: list[tuple[Any, Tracks, dict[int, np.ndarray]]] = []
         detections = self._detect(tick)
         for frame, dets in zip(tick, detections, strict=True):
             cid = frame.camera_id
@@ -153,19 +159,20 @@ class InProcessCameras:
                     self._held.setdefault(cid, []).append((HeldFrame.of(frame), tracks))
                     continue
                 if self.detect_every > 1:
-                    results += self._release(cid, (frame.index, tracks))
+                    released += self._release(cid, (frame.index, tracks))
                 self.builders[cid].update(frame.index, frame.timestamp_s, tracks, boxes,
                                           frame.size_wh)
             # A predicted box is no view of the person: best crops come from detections.
             crops = {} if self.crops is None else self.crops.update(
                 cid, frame.image_bgr, tracks)
-            results.append((frame, tracks, crops))
-        return results
+            current.append((frame, tracks, crops))
+        return results + read_order(released, self._rank) + current
 
     def drain(self) -> list[tuple[Any, Tracks, dict[int, np.ndarray]]]:
         """The predicted frames still waiting for a detection (``detect_every``), at
         their predicted boxes: call when the cameras end, before :meth:`finish`."""
-        return [r for cid in list(self._held) for r in self._release(cid, None)]
+        return read_order([r for cid in list(self._held) for r in self._release(cid, None)],
+                          self._rank)
 
     def _release(self, cid: str, detected: tuple[int, Tracks] | None
                  ) -> list[tuple[Any, Tracks, dict[int, np.ndarray]]]:
@@ -320,6 +327,20 @@ class HeldFrame:
     @classmethod
     def of(cls, frame: Frame) -> HeldFrame:
         return cls(frame.camera_id, frame.index, frame.timestamp_s, frame.size_wh)
+
+
+def read_order(rows: list[tuple[Any, Tracks, Any]], rank: Mapping[str, int]
+               ) -> list[tuple[Any, Tracks, Any]]:
+    """Waiting frames of several cameras (each camera's in order) in the order they were
+    read: every camera's first (in ``rank`` order), then every camera's second, ... So
+    a run writes the same rows in the same order in process and on Ray."""
+    position: Counter[str] = Counter()
+    keyed = []
+    for row in rows:
+        cid = row[0].camera_id
+        keyed.append((position[cid], rank.get(cid, len(rank)), len(keyed)))
+        position[cid] += 1
+    return [rows[k[2]] for k in sorted(keyed)]
 
 
 def _interpolated(tracks: Tracks, before: tuple[int, dict[int, np.ndarray]],

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.executor import ExecutorContext, Placement
+from pipeline.executor import ExecutorContext, Placement, read_order
 from pipeline.ray_worker import WORKER_ENV, Batch, CameraWorker, NotResumed, WorkerPlan
 from pipeline.types import CameraUpdate, TrackKey, Tracklet, Tracks
 
@@ -375,8 +375,8 @@ class RayCameras:
         still waited for a detection there (``detector.every``)."""
         if self._results is None:
             self._results = [group.finish() for group in self.groups]
-        return [(u, u.tracks, u.crops) for result in self._results
-                for u in result["drained"]]
+        return read_order([(u, u.tracks, u.crops) for result in self._results
+                           for u in result["drained"]], self.order)
 
     def finish(self) -> tuple[list[Tracklet], list[TrackKey]]:
         """End of the run on every actor: ``(tracklets not handed on, short tracks)``."""

@@ -217,10 +217,11 @@ def test_detect_every_runs_the_detector_on_every_nth_frame_and_coasts_between():
     assert policy.eligible == 6
     # frames 1 and 2 wait for frame 3, 4 and 5 for frame 6; 7 and 8 for the end
     assert returned[1] == returned[2] == [] and returned[7] == returned[8] == []
-    assert returned[3] == [("c1", 1), ("c1", 2), ("c1", 3), ("c2", 1), ("c2", 2), ("c2", 3)]
+    # in the order the frames were read: released ones first, camera by camera
+    assert returned[3] == [("c1", 1), ("c2", 1), ("c1", 2), ("c2", 2), ("c1", 3), ("c2", 3)]
     drained = cameras.drain()
     assert [(f.camera_id, f.index) for f, _, _ in drained] == \
-        [("c1", 7), ("c1", 8), ("c2", 7), ("c2", 8)]
+        [("c1", 7), ("c2", 7), ("c1", 8), ("c2", 8)]
     assert cameras.drain() == []
     rows += [(f.camera_id, f.index, t) for f, t, _ in drained]
     xs = {}
