@@ -40,6 +40,8 @@ _TOOLS = {
                               "interpolate fine-tuned re-id weights with their start"),
     ("reid", "adapt-bn"): ("pipeline.reid.adapt",
                            "re-estimate a model's batch-norm statistics on target crops"),
+    ("reid", "crops"): ("pipeline.reid.cut_crops",
+                        "cut unlabelled person crops from footage with the detector"),
     ("eval", "mot"): ("pipeline.evaluation.mot", "MOT metrics (HOTA, IDF1, MOTA) of MOT files"),
     ("eval", "mtmc"): ("pipeline.evaluation.mtmc", "multi-camera identity metrics of a CSV"),
 }
@@ -267,7 +269,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 def _add_tools(sub: argparse._SubParsersAction) -> None:
     groups: dict[str, argparse._SubParsersAction] = {}
-    helps = {"reid": "re-identification models: train, eval, export, interpolate, adapt-bn",
+    helps = {"reid": "re-identification models: train, eval, export, interpolate, adapt-bn, crops",
              "eval": "evaluate tracking output against ground truth"}
     for (group, name), (module, help_text) in _TOOLS.items():
         if group not in groups:

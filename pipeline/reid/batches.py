@@ -60,17 +60,42 @@ class TrainBatches:
         augment: what the augmentation does.
         channels_last: return batches in channels_last memory format.
         prefetch: prepare the next batch on a side thread while the caller trains.
+        targets: teacher embeddings [N, 2, D] (plain, mirrored) of ``images``.
+        unlabelled: uint8 [M,H,W,3] RGB images without labels (crops cut from footage);
+            they need ``targets`` and ``unlabelled_targets`` [M, 2, D].
+        unlabelled_per_batch: unlabelled images drawn at random and appended to each
+            P x K batch.
     """
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, *, device: str, p: int, k: int,
                  rng: np.random.Generator, seed: int, id_weights: np.ndarray | None = None,
                  cameras: np.ndarray | None = None, augment: AugmentConfig | None = None,
                  channels_last: bool = False, prefetch: bool = False,
-                 targets: torch.Tensor | None = None) -> None:
+                 targets: torch.Tensor | None = None,
+                 unlabelled: torch.Tensor | None = None,
+                 unlabelled_targets: torch.Tensor | None = None,
+                 unlabelled_per_batch: int = 0) -> None:
         self.device = torch.device(device)
-        self.images = with_alpha(images).to(self.device)
         self.labels_host = np.asarray(labels)
-        self.labels = torch.from_numpy(self.labels_host).to(self.device)
+        self.num_labelled = len(self.labels_host)
+        self.num_unlabelled = 0 if unlabelled is None else len(unlabelled)
+        self.unlabelled_per_batch = unlabelled_per_batch if self.num_unlabelled else 0
+        if self.num_unlabelled:
+            # Unlabelled crops ride along with label -1: only the teacher's losses see them.
+            if targets is None or unlabelled_targets is None:
+                raise ValueError("unlabelled crops train with a teacher's losses only: give "
+                                 "teacher targets for both the labelled and unlabelled images")
+            if len(unlabelled_targets) != self.num_unlabelled:
+                raise ValueError(f"{self.num_unlabelled} unlabelled images but "
+                                 f"{len(unlabelled_targets)} teacher targets")
+            if unlabelled_per_batch < 1:
+                raise ValueError("unlabelled_per_batch must be >= 1 with unlabelled images")
+            images = torch.cat([images, unlabelled])
+            targets = torch.cat([targets, unlabelled_targets])
+        self.images = with_alpha(images).to(self.device)
+        all_labels = np.concatenate([self.labels_host,
+                                     np.full(self.num_unlabelled, -1, self.labels_host.dtype)])
+        self.labels = torch.from_numpy(all_labels).to(self.device)
         self.p, self.k, self.rng = p, k, rng
         self.id_weights, self.cameras = id_weights, cameras
         self.augment = augment or AugmentConfig()
@@ -81,8 +106,8 @@ class TrainBatches:
         # so each image's target is the teacher's view with the same flip.
         self.targets = None if targets is None else targets.to(self.device)
         if self.targets is not None and (self.targets.ndim != 3 or self.targets.shape[1] != 2
-                                         or len(self.targets) != len(self.labels_host)):
-            raise ValueError(f"targets must be [N={len(self.labels_host)}, 2, D], got "
+                                         or len(self.targets) != len(all_labels)):
+            raise ValueError(f"targets must be [N={len(all_labels)}, 2, D], got "
                              f"{tuple(self.targets.shape)}")
         self._stream = (torch.cuda.Stream(device=self.device)
                         if prefetch and self.device.type == "cuda" else None)
@@ -92,6 +117,10 @@ class TrainBatches:
         """Batches in one pass (len(labels) // (P*K) as in :func:`pk_batches`)."""
         num_ids = len(np.unique(self.labels_host))
         return max(1, len(self.labels_host) // (min(self.p, num_ids) * self.k))
+
+    def num_labelled_in(self, batch_size: int) -> int:
+        """How many of a batch's leading images are labelled (the rest are unlabelled)."""
+        return batch_size - self.unlabelled_per_batch
 
     def _make(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         index = torch.from_numpy(idx).to(self.device, non_blocking=True)
@@ -117,12 +146,17 @@ class TrainBatches:
         for it, idx in enumerate(draws):
             if it >= iters:
                 return
+            if self.unlabelled_per_batch:
+                extra = self.rng.choice(self.num_unlabelled, size=self.unlabelled_per_batch,
+                                        replace=self.unlabelled_per_batch > self.num_unlabelled)
+                idx = np.concatenate([idx, self.num_labelled + extra])
             yield idx
 
     def epoch(self, iters: int) -> Iterator[tuple[torch.Tensor, torch.Tensor,
                                                   torch.Tensor | None]]:
         """Yield up to ``iters`` (images float [B,3,H,W], labels long [B], teacher
-        embeddings [B, D] or None) on the device."""
+        embeddings [B, D] or None) on the device. With unlabelled images each batch
+        ends with ``unlabelled_per_batch`` of them, label -1."""
         if not self.prefetch:
             for idx in self._indices(iters):
                 yield self._make(idx)

@@ -76,6 +76,27 @@ def _require_dir(folder: Path) -> Path:
     return folder
 
 
+_UNLABELLED_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def unlabelled_samples(folders: Sequence[Path]) -> list[Sample]:
+    """Every image under ``folders`` (recursively, sorted) as a sample of person -1,
+    camera 0: crops without labels, for a teacher's losses only.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+        ValueError: a folder holds no image.
+    """
+    out: list[Sample] = []
+    for folder in map(_require_dir, folders):
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _UNLABELLED_SUFFIXES)
+        if not found:
+            raise ValueError(f"no image files under {folder} (unlabelled crops: .jpg, .png, "
+                             "...; `mtmc reid crops` cuts them from footage)")
+        out += [(p, -1, 0) for p in found]
+    return out
+
+
 def read_cuhk_folder(folder: Path) -> list[Sample]:
     """Read a folder of ``PPPP_cC_KK.jpg`` images, sorted by name.
 

@@ -30,7 +30,13 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from pipeline.reid.batches import TrainBatches, source_weights
-from pipeline.reid.datasets import ReidSplit, load_image_array, load_protocol, with_extra_sources
+from pipeline.reid.datasets import (
+    ReidSplit,
+    load_image_array,
+    load_protocol,
+    unlabelled_samples,
+    with_extra_sources,
+)
 from pipeline.reid.models import REID_MODELS, build_reid_model
 from pipeline.reid.recipe import (
     ReidTrainingWrapper,
@@ -163,6 +169,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "as bgr255, or JSON; see `mtmc reid eval --input`); several are "
                     "averaged. Their embeddings of every training image (plain and "
                     "mirrored) are cached under --cache-dir")
+    kd.add_argument("--unlabelled", default="",
+                    help="folders of unlabelled person crops (e.g. cut from footage by "
+                    "`mtmc reid crops`), comma-separated: they train with the teacher's "
+                    "losses only; needs --teacher")
+    kd.add_argument("--unlabelled-per-batch", type=int, default=32,
+                    help="unlabelled crops appended to each P x K batch")
     kd.add_argument("--distill-weight", type=float, default=1.0,
                     help="weight of 1 - cosine(projected student, teacher)")
     kd.add_argument("--relation-weight", type=float, default=10.0,
@@ -281,7 +293,7 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
                batches: TrainBatches) -> tuple[dict, float, bool]:
     """One pass of P x K batches; returns (sums, last learning rate, out of time)."""
     sums = {"loss": 0.0, "ce": 0.0, "tri": 0.0, "kd": 0.0, "rel": 0.0, "correct": 0,
-            "seen": 0}
+            "seen": 0, "images": 0}
     lr, out_of_time = args.lr, False
     bar = None
     if not args.no_progress:
@@ -302,14 +314,18 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
             group["lr"] = lr
         with autocast_context(loop.device, loop.amp):
             feats, logits = loop.wrapper(x)
+        # Unlabelled crops (label -1, at the batch's end) see the teacher's losses only.
+        n_lab = int(batches.num_labelled_in(len(y)))
+        y_lab = y[:n_lab]
         ce = sum(
-            F.cross_entropy(lg.float(), y, label_smoothing=args.label_smoothing)
+            F.cross_entropy(lg[:n_lab].float(), y_lab, label_smoothing=args.label_smoothing)
             for lg in logits.values()
         ) / len(logits)
         tri = torch.zeros((), device=loop.device)
         if args.triplet_weight > 0:
             branches = loop.wrapper.branches
-            tri = sum(batch_hard_triplet(feats[k], y, args.margin) for k in branches)
+            tri = sum(batch_hard_triplet(feats[k][:n_lab], y_lab, args.margin)
+                      for k in branches)
             tri = tri / len(branches)
         loss = ce + args.triplet_weight * tri
         kd = rel = torch.zeros((), device=loop.device)
@@ -324,13 +340,14 @@ def _run_epoch(loop: _Loop, args: argparse.Namespace, epoch: int,
         loop.scaler.update()
         head = logits.get("joint", next(iter(logits.values())))
         # Device-side sums: no host sync per step (read once per epoch).
-        sums["loss"] += loss.detach() * len(y)
-        sums["ce"] += ce.detach() * len(y)
-        sums["tri"] += tri.detach() * len(y)
-        sums["kd"] += kd.detach() * len(y)
-        sums["rel"] += rel.detach() * len(y)
-        sums["correct"] += (head.argmax(1) == y).sum()
-        sums["seen"] += len(y)
+        sums["loss"] += loss.detach() * n_lab
+        sums["ce"] += ce.detach() * n_lab
+        sums["tri"] += tri.detach() * n_lab
+        sums["kd"] += kd.detach() * n_lab
+        sums["rel"] += rel.detach() * n_lab
+        sums["correct"] += (head[:n_lab].argmax(1) == y_lab).sum()
+        sums["seen"] += n_lab
+        sums["images"] += len(y)
         if bar is not None:
             bar.update(1)
             if it % 20 == 0:
@@ -394,6 +411,21 @@ def train(args: argparse.Namespace) -> dict:
             threads=args.threads))
         log.info("teacher embeddings %s ready in %.1fs", tuple(targets.shape), time.time() - t0)
 
+    unlabelled = unlabelled_targets = None
+    if args.unlabelled:
+        if not teachers:
+            raise ValueError("--unlabelled crops train with a teacher's losses only: give "
+                             "--teacher too")
+        samples = unlabelled_samples([Path(f) for f in args.unlabelled.split(",") if f])
+        unlabelled = torch.from_numpy(load_image_array(samples, hw=hw,
+                                                       cache_dir=args.cache_dir))
+        key = repr(hw) + "".join(f"{p}:{Path(p).stat().st_size}" for p, _, _ in samples)
+        unlabelled_targets = torch.from_numpy(teacher_targets(
+            unlabelled.numpy(), teachers, sample_key=key, cache_dir=args.cache_dir,
+            threads=args.threads))
+        log.info("%d unlabelled crops from %s, %d per batch", len(samples), args.unlabelled,
+                 args.unlabelled_per_batch)
+
     channels_last = args.channels_last == "on" or (
         args.channels_last == "auto" and device.startswith("cuda"))
     wrapper = ReidTrainingWrapper(model=model, num_classes=num_classes,
@@ -412,6 +444,9 @@ def train(args: argparse.Namespace) -> dict:
         prefetch=args.prefetch == "on" or (args.prefetch == "auto"
                                            and device.startswith("cuda")),
         targets=targets,
+        unlabelled=unlabelled,
+        unlabelled_targets=unlabelled_targets,
+        unlabelled_per_batch=args.unlabelled_per_batch,
     )
     gen = batches.generator
     if args.compile:
@@ -470,7 +505,7 @@ def train(args: argparse.Namespace) -> dict:
             "acc": sums["correct"] / seen,
             "lr": lr,
             "seconds": round(seconds, 1),
-            "images_per_s": round(seen / seconds, 1),
+            "images_per_s": round(sums["images"] / seconds, 1),
             # < 1 only when the time budget cut the epoch short
             "epoch_fraction": round(min(seen / (iters * min(args.batch_p, num_classes)
                                                 * args.batch_k), 1.0), 3),

@@ -22,6 +22,13 @@ Attention (``attention``), inserted after the stages named in ``attention_stages
   identity (zeroed last scoring BN, ``2 * sigmoid``): inserting it does not destroy
   what the backbone learnt.
 * ``none`` -- the plain backbone (the peer's function, trainable).
+
+Instance normalisation (``ibn_stages``; 0 = the stem, 1..3 = the stages' blocks): the
+first BatchNorm of each named block normalises half of its channels per image instead
+(:class:`HalfInstanceNorm`, IBN-Net's "a" variant, Pan et al., ECCV 2018): per-image
+contrast and colour statistics, which differ from camera to camera, are removed in the
+shallow layers, a lever for cameras unlike the training ones (OSNet-AIN puts IN in the
+same place). It changes the pretrained function, so it needs fine-tuning.
 """
 
 from __future__ import annotations
@@ -52,6 +59,27 @@ class ConvBN(nn.Sequential):
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+
+class HalfInstanceNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose first ``channels // 2`` channels are instance-normalised (per
+    image, no running statistics) with the same affine weight and bias; the state dict is
+    a BatchNorm2d's, so pretrained BatchNorm weights load into it unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, H, W] -> [N, C, H, W]."""
+        half = self.num_features // 2
+        rest = super().forward(x)
+        inst = F.instance_norm(x[:, :half].float(), eps=self.eps).to(rest.dtype)
+        inst = inst * self.weight[:half].view(1, -1, 1, 1).to(rest.dtype) \
+            + self.bias[:half].view(1, -1, 1, 1).to(rest.dtype)
+        return torch.cat([inst, rest[:, half:]], 1)
+
+
+def _half_instance(bn: nn.BatchNorm2d) -> HalfInstanceNorm:
+    out = HalfInstanceNorm(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+    out.load_state_dict(bn.state_dict())
+    return out
 
 
 class LiteConv(nn.Module):
@@ -151,13 +179,16 @@ class OSNet(nn.Module):
         attention: One of ``ATTENTIONS``.
         attention_stages: Stages (1..3) followed by the attention module.
         temperature: PFSA softmax temperature.
+        ibn_stages: Where half of the first BatchNorm's channels are instance-normalised:
+            0 = the stem, 1..3 = every block of that stage.
     """
 
     name = "osnet"
 
     def __init__(self, *, input_hw: tuple[int, int] | list[int] = (256, 128),
                  attention: str = "none", attention_stages: tuple[int, ...] | list[int] = (2, 3),
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0,
+                 ibn_stages: tuple[int, ...] | list[int] = ()) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown OSNet attention {attention!r}; choose one of: "
@@ -165,6 +196,9 @@ class OSNet(nn.Module):
         stages = tuple(int(s) for s in attention_stages)
         if any(s not in (1, 2, 3) for s in stages):
             raise ValueError(f"attention_stages must be among 1, 2, 3, got {list(stages)}")
+        ibn = tuple(sorted({int(s) for s in ibn_stages}))
+        if any(s not in (0, 1, 2, 3) for s in ibn):
+            raise ValueError(f"ibn_stages must be among 0 (stem), 1, 2, 3, got {list(ibn)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
@@ -178,6 +212,13 @@ class OSNet(nn.Module):
         self.conv5 = ConvBN(c3, c3)
         self.fc = nn.Linear(c3, FEATURE_DIM)
         self.fc_bn = nn.BatchNorm1d(FEATURE_DIM)
+        self.ibn_stages = ibn
+        if 0 in ibn:
+            self.stem[1] = _half_instance(self.stem[1])
+        for s in ibn:
+            if s:
+                for block in self.stages[s - 1].blocks:
+                    block.reduce[1] = _half_instance(block.reduce[1])
         self.inserted = nn.ModuleDict()
         sizes = self.stage_hw()
         for s in stages:
@@ -203,7 +244,7 @@ class OSNet(nn.Module):
         """Constructor kwargs (JSON-serialisable)."""
         return {"input_hw": list(self.input_hw), "attention": self.attention,
                 "attention_stages": list(self.attention_stages),
-                "temperature": self.temperature}
+                "temperature": self.temperature, "ibn_stages": list(self.ibn_stages)}
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] RGB ImageNet-normalised -> [N, 128, H/16, W/16] (after conv5)."""
