@@ -293,8 +293,11 @@ def summarise(results: list[dict]) -> dict:
 
 def markdown(summary: dict, names: dict[str, str]) -> str:
     def label(key: str) -> str:
-        for short, long in names.items():
-            key = key.replace(short, long) if key.startswith(short) else key
+        # the longest model name the row key starts with ("osnet+rga-sc + ground gate"
+        # must not read as "osnet" followed by "+rga-sc")
+        for short in sorted(names, key=len, reverse=True):
+            if key == short or key.startswith(short + " "):
+                return names[short] + key[len(short):]
         return key
 
     lines = [f"| association input (threshold {SHIPPED_THRESHOLD:.2f}) | MTMC IDF1 | IDP | IDR "
