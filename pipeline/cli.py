@@ -40,7 +40,7 @@ _TOOLS = {
                               "interpolate fine-tuned re-id weights with their start"),
     ("reid", "adapt-bn"): ("pipeline.reid.adapt",
                            "re-estimate a model's batch-norm statistics on target crops"),
-    ("reid", "crops"): ("pipeline.reid.cut_crops",
+    ("reid", "crops"): ("pipeline.footage_crops",
                         "cut unlabelled person crops from footage with the detector"),
     ("eval", "mot"): ("pipeline.evaluation.mot", "MOT metrics (HOTA, IDF1, MOTA) of MOT files"),
     ("eval", "mtmc"): ("pipeline.evaluation.mtmc", "multi-camera identity metrics of a CSV"),

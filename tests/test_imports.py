@@ -24,8 +24,9 @@ STAGES = {"sources", "detection", "reid", "tracking", "association", "export", "
 # check their own options, and the loop's housekeeping takes what it is given.
 # The two executors sit side by side above the camera worker (executor) and beside the
 # assembly: neither imports it, and the assembly imports neither Ray module.
+# footage_crops (`mtmc reid crops`) runs the sources and the detector for re-id training.
 TOP = {"pipeline.runtime": 1, "pipeline.config": 1, "pipeline.executor": 2,
-       "pipeline.search": 2, "pipeline.review": 3,
+       "pipeline.search": 2, "pipeline.footage_crops": 2, "pipeline.review": 3,
        "pipeline.assembly": 3, "pipeline.ray_worker": 3, "pipeline.ray_executor": 4,
        "pipeline.runner": 6, "pipeline.cli": 7}
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from pipeline.footage_crops import boxes_to_keep, cut_crops
 from pipeline.reid import train as reid_train
 from pipeline.reid.batches import TrainBatches
-from pipeline.reid.cut_crops import boxes_to_keep, cut_crops
 from pipeline.reid.datasets import unlabelled_samples
 from pipeline.reid.models.osnet import HalfInstanceNorm, OSNet
 from pipeline.reid.transforms import AugmentConfig
