@@ -379,6 +379,11 @@ def _save_weights(model: nn.Module, args: argparse.Namespace, card: dict, *, epo
     model.train()
 
 
+def _sample_key(hw: tuple[int, int], samples: list) -> str:
+    """What identifies a set of training images for the teacher cache: size, paths, bytes."""
+    return repr(hw) + "".join(f"{p}:{Path(p).stat().st_size}" for p, _, _ in samples)
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run training as configured by ``args``; returns the final model card."""
     torch.set_num_threads(max(1, args.threads))
@@ -405,9 +410,9 @@ def train(args: argparse.Namespace) -> dict:
     targets, teachers = None, parse_teachers(args.teacher) if args.teacher else []
     if teachers:
         t0 = time.time()
-        sample_key = repr(hw) + "".join(f"{p}:{Path(p).stat().st_size}" for p, _, _ in split.train)
         targets = torch.from_numpy(teacher_targets(
-            images.numpy(), teachers, sample_key=sample_key, cache_dir=args.cache_dir,
+            images.numpy(), teachers, sample_key=_sample_key(hw, split.train),
+            cache_dir=args.cache_dir,
             threads=args.threads))
         log.info("teacher embeddings %s ready in %.1fs", tuple(targets.shape), time.time() - t0)
 
@@ -419,9 +424,9 @@ def train(args: argparse.Namespace) -> dict:
         samples = unlabelled_samples([Path(f) for f in args.unlabelled.split(",") if f])
         unlabelled = torch.from_numpy(load_image_array(samples, hw=hw,
                                                        cache_dir=args.cache_dir))
-        key = repr(hw) + "".join(f"{p}:{Path(p).stat().st_size}" for p, _, _ in samples)
         unlabelled_targets = torch.from_numpy(teacher_targets(
-            unlabelled.numpy(), teachers, sample_key=key, cache_dir=args.cache_dir,
+            unlabelled.numpy(), teachers, sample_key=_sample_key(hw, samples),
+            cache_dir=args.cache_dir,
             threads=args.threads))
         log.info("%d unlabelled crops from %s, %d per batch", len(samples), args.unlabelled,
                  args.unlabelled_per_batch)
