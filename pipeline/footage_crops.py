@@ -78,7 +78,8 @@ def cut_crops(sources: Sequence[Path], out: Path, *, detector, every: int = 3,
 
     Raises:
         FileNotFoundError: a source does not exist.
-        ValueError: ``every`` < 1, two sources with the same stem, or no crop at all.
+        ValueError: ``every`` < 1, two sources with the same stem, a source's output
+            folder already holding files, or no crop at all.
     """
     from pipeline.sources.factory import open_source
 
@@ -88,11 +89,16 @@ def cut_crops(sources: Sequence[Path], out: Path, *, detector, every: int = 3,
     if len(set(stems)) != len(stems):
         raise ValueError(f"two sources share a name ({', '.join(stems)}); crops would mix: "
                          "give files with distinct names")
-    out.mkdir(parents=True, exist_ok=True)
-    records: list[CropRecord] = []
     for source, stem in zip(map(Path, sources), stems, strict=True):
         if not source.exists():
             raise FileNotFoundError(f"footage not found: {source}")
+        if (out / stem).is_dir() and any((out / stem).iterdir()):
+            # training reads every image under the folder: old crops would mix in
+            raise ValueError(f"{out / stem} already holds crops; give another --out or "
+                             "delete that folder first")
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[CropRecord] = []
+    for source, stem in zip(map(Path, sources), stems, strict=True):
         folder = out / stem
         folder.mkdir(exist_ok=True)
         opened = open_source(camera_id=stem, uri=source,

@@ -55,6 +55,10 @@ def test_crops_are_cut_from_real_footage_and_traceable(pets_crops) -> None:
         assert image.is_file() and image.parent.name == "vtest"
     samples = unlabelled_samples([out])
     assert len(samples) == len(records) and {s[1] for s in samples} == {-1}
+    # a second cut into the same folder would mix old crops into the new set
+    with pytest.raises(ValueError, match="already holds crops"):
+        cut_crops([PETS], out, detector=None, max_frames=1)
+    assert len(unlabelled_samples([out])) == len(records)
 
 
 def test_crop_filter_and_errors(tmp_path: Path, capsys) -> None:

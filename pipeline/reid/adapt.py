@@ -21,14 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.reid.datasets import IMAGE_SUFFIXES
 from pipeline.reid.embedder import preprocess_crops
 
 __all__ = ["adapt_bn", "add_arguments", "main", "read_crops"]
 
 log = logging.getLogger(__name__)
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 @torch.no_grad()
 def adapt_bn(model: nn.Module, crops: Sequence[np.ndarray], *, batch_size: int = 64) -> int:
@@ -92,7 +90,7 @@ def read_crops(sources: Sequence[Path]) -> list[np.ndarray]:
                         found.append(image)
         else:
             for path in sorted(source.rglob("*") if source.is_dir() else [source]):
-                if path.suffix.lower() in _IMAGE_SUFFIXES:
+                if path.suffix.lower() in IMAGE_SUFFIXES:
                     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                     if image is not None:
                         found.append(image)

@@ -76,7 +76,8 @@ def _require_dir(folder: Path) -> Path:
     return folder
 
 
-_UNLABELLED_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+"""Image files read from crop folders."""
 
 
 def unlabelled_samples(folders: Sequence[Path]) -> list[Sample]:
@@ -89,7 +90,7 @@ def unlabelled_samples(folders: Sequence[Path]) -> list[Sample]:
     """
     out: list[Sample] = []
     for folder in map(_require_dir, folders):
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _UNLABELLED_SUFFIXES)
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise ValueError(f"no image files under {folder} (unlabelled crops: .jpg, .png, "
                              "...; `mtmc reid crops` cuts them from footage)")
